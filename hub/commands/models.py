@@ -1,0 +1,123 @@
+"""`hub models bootstrap|list|promote|rollback|history|register`: what ops do with the registry."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+models = typer.Typer(help="The MLflow model registry: versions and aliases.", no_args_is_help=True)
+
+
+def _store():
+    from registry.store import MlflowStore
+
+    return MlflowStore.from_settings()
+
+
+def _fail(exc: Exception) -> None:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(2) from exc
+
+
+@models.command()
+def bootstrap(
+    shared: Path = typer.Option(None, help="folder with the default weights (default: ../shared or HUB_SHARED_DIR)"),
+    capability: list[str] = typer.Option(None, help="only these capabilities (repeatable)"),
+) -> None:
+    """Register the default model of each capability as version 1 @champion (idempotent)."""
+    from hub.settings import get_settings
+    from models.catalogue import CAPABILITIES
+    from serving.defaults import ensure_defaults
+
+    settings = get_settings()
+    if shared is not None:
+        settings = settings.model_copy(update={"shared_dir": shared.resolve()})
+    for r in ensure_defaults(capability or list(CAPABILITIES), settings):
+        typer.echo(f"{r.name}: version {r.version} @champion ({'registered' if r.created else 'already there'})")
+
+
+@models.command("list")
+def list_models(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Registered models, their aliases and latest version."""
+    rows = _store().list_models()
+    if as_json:
+        typer.echo(json.dumps([r.__dict__ for r in rows], indent=2))
+        return
+    for r in rows:
+        aliases = ", ".join(f"{a}={v}" for a, v in sorted(r.aliases.items())) or "-"
+        typer.echo(f"{r.name:28s} latest={r.latest_version:4s} {aliases}")
+
+
+@models.command()
+def promote(name: str, version: str, alias: str = typer.Option("champion"),
+            reason: str = typer.Option("", help="recorded in the audit trail")) -> None:
+    """Point ALIAS of NAME at VERSION; serving follows without a restart."""
+    from hub.errors import HubError
+
+    try:
+        _store().set_alias(name, alias, version, reason=reason)
+    except HubError as exc:
+        _fail(exc)
+    typer.echo(f"{name}@{alias} -> version {version}")
+
+
+@models.command()
+def rollback(name: str, alias: str = typer.Option("champion"), reason: str = typer.Option("")) -> None:
+    """Move ALIAS back to the version it pointed at before the last promotion."""
+    from hub.errors import HubError
+
+    try:
+        version = _store().rollback(name, alias, reason=reason)
+    except HubError as exc:
+        _fail(exc)
+    typer.echo(f"{name}@{alias} -> version {version} (rolled back)")
+
+
+@models.command()
+def history(name: str) -> None:
+    """Audit trail: every alias move of NAME, who made it and when."""
+    for e in _store().history(name):
+        typer.echo(f"{e.at}  {e.alias}: {e.previous or '-'} -> {e.version}  {e.action} by {e.actor}  {e.reason}")
+
+
+@models.command("register")
+def register_model(
+    capability: str,
+    artifact_dir: Path,
+    name: str = typer.Option(None, help="registered model name (default: the capability's default model)"),
+    alias: str = typer.Option(None, help="also point this alias at the new version (e.g. champion)"),
+) -> None:
+    """Register ARTIFACT_DIR as a new version of a model served by CAPABILITY.
+
+    A directory without hub.json is described by the capability module (`describe_artifact`),
+    e.g. a CTranslate2 Whisper folder for `listen`.
+    """
+    from hub.errors import HubError
+    from models.catalogue import get_entry
+
+    try:
+        entry = get_entry(capability)
+        hub_json = artifact_dir / "hub.json"
+        if not hub_json.exists():
+            describe = getattr(entry.load_module(), "describe_artifact", None)
+            if describe is None:
+                raise HubError(f"{artifact_dir} has no hub.json and {capability} cannot describe it")
+            hub_json.write_text(json.dumps(describe(artifact_dir), ensure_ascii=False, indent=2))
+        meta = json.loads(hub_json.read_text())
+        if meta.get("capability") != capability:
+            raise HubError(f"{hub_json} is for capability {meta.get('capability')!r}, not {capability!r}")
+        store = _store()
+        model_name = name or entry.default_model
+        version = store.register(model_name, artifact_dir, metadata={"capability": capability,
+                                                                      "format": meta.get("format", "")})
+        if alias:
+            store.set_alias(model_name, alias, version, reason="registered by ops")
+    except HubError as exc:
+        _fail(exc)
+    typer.echo(f"{model_name}: registered version {version}" + (f" @{alias}" if alias else ""))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(models, name="models")

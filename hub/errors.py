@@ -1,0 +1,80 @@
+"""The one error tree of the hub. Every error a caller can see is a HubError with an HTTP status.
+
+Foreign errors (PIL, MLflow, ffmpeg, onnxruntime) are translated into these at the boundary that
+meets them; `serving.ingress` maps them to HTTP in one handler.
+
+>>> raise InvalidInput("image is not a JPEG/PNG", field="image")
+"""
+
+from __future__ import annotations
+
+
+class HubError(Exception):
+    """Base of all errors the hub reports to a caller."""
+
+    status_code: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def __reduce__(self):  # keep kw-only `field` across pickling (Ray ships errors between processes)
+        return (_rebuild, (type(self), self.message, self.field))
+
+    def to_dict(self) -> dict:
+        body = {"code": self.code, "message": self.message}
+        if self.field:
+            body["field"] = self.field
+        return body
+
+
+def _rebuild(cls: type[HubError], message: str, field: str | None) -> HubError:
+    return cls(message, field=field)
+
+
+class InvalidInput(HubError):
+    status_code, code = 400, "invalid_input"
+
+
+class Unauthorized(HubError):
+    status_code, code = 401, "unauthorized"
+
+
+class NotFound(HubError):
+    status_code, code = 404, "not_found"
+
+
+class ModelNotFound(NotFound):
+    status_code, code = 404, "model_not_found"
+
+
+class PayloadTooLarge(HubError):
+    status_code, code = 413, "payload_too_large"
+
+
+class UnsupportedMediaType(HubError):
+    status_code, code = 415, "unsupported_media_type"
+
+
+class Unprocessable(HubError):
+    """Well-formed input the capability cannot serve (e.g. a language no registered model knows)."""
+
+    status_code, code = 422, "unprocessable"
+
+
+class ModelLoadError(HubError):
+    status_code, code = 500, "model_load_failed"
+
+
+class Overloaded(HubError):
+    status_code, code = 503, "overloaded"
+
+
+class NotReady(HubError):
+    status_code, code = 503, "not_ready"
+
+
+class InferenceTimeout(HubError):
+    status_code, code = 504, "inference_timeout"

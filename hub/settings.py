@@ -1,0 +1,102 @@
+"""Process-wide settings: the only module that reads `HUB_*` environment variables.
+
+Components get typed values from here (or from their YAML config), never from `os.environ`.
+
+>>> s = get_settings(); s.tracking_uri
+'sqlite:////home/me/.hub/mlflow.db'
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Variables that keep third-party libraries off the network and quiet. Set once per process
+# (driver and every Ray worker) through `apply_runtime_env()`.
+OFFLINE_ENV = {
+    "YOLO_OFFLINE": "1",
+    "YOLO_AUTOINSTALL": "0",
+    "YOLO_VERBOSE": "False",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "1",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+class HubSettings(BaseSettings):
+    """Settings from `HUB_*` variables, with embedded defaults that need no server."""
+
+    model_config = SettingsConfigDict(env_prefix="HUB_", extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path.cwd() / ".hub")
+    tracking_uri: str | None = None  # default: sqlite:///<home>/mlflow.db
+    registry_uri: str | None = None  # default: the tracking URI
+    shared_dir: Path = _REPO_ROOT.parent / "shared"
+    config: Path = _REPO_ROOT / "configs" / "serving.yaml"
+    device: str = "auto"
+    # "name:key,name2:key2" — plain keys from the environment; hashed as soon as they are read.
+    api_keys: str = ""
+    ray_address: str | None = None
+    ci: bool = Field(default=False, validation_alias="CI")
+
+    def model_post_init(self, __context) -> None:
+        self.home = self.home.expanduser().resolve()
+        self.shared_dir = self.shared_dir.expanduser().resolve()
+        if self.tracking_uri is None:
+            self.tracking_uri = f"sqlite:///{self.home / 'mlflow.db'}"
+        if self.registry_uri is None:
+            self.registry_uri = self.tracking_uri
+
+    @property
+    def artifact_root(self) -> Path:
+        return self.home / "mlartifacts"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    def env_for_workers(self) -> dict[str, str]:
+        """The variables a Ray worker needs so that it sees the same settings as the driver."""
+        env = dict(OFFLINE_ENV)
+        env.update(
+            HUB_HOME=str(self.home),
+            HUB_TRACKING_URI=str(self.tracking_uri),
+            HUB_REGISTRY_URI=str(self.registry_uri),
+            HUB_SHARED_DIR=str(self.shared_dir),
+            HUB_DEVICE=self.device,
+            YOLO_CONFIG_DIR=str(self.home / "ultralytics"),
+        )
+        return env
+
+
+def apply_runtime_env(settings: HubSettings | None = None) -> HubSettings:
+    """Set the offline/quiet variables for this process (idempotent) and create the home."""
+    settings = settings or get_settings()
+    for key, value in settings.env_for_workers().items():
+        if not key.startswith("HUB_"):
+            os.environ.setdefault(key, value)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    return settings
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> HubSettings:
+    return HubSettings()
+
+
+def reset_settings() -> None:
+    """Forget cached settings (tests change `HUB_*` variables between cases)."""
+    get_settings.cache_clear()

@@ -1,0 +1,1 @@
+"""One module per capability: its wire schema and its class (see `models.catalogue`)."""

@@ -1,0 +1,55 @@
+"""The catalogue of capabilities: which class serves each, and how its default model is made.
+
+Each capability module exposes its class and `prepare_default(shared_dir, out_dir) -> dict`, which
+writes a self-contained artifact directory (weights + `hub.json` metadata) from `../shared` or
+from a package that ships the weights. `registry.bootstrap` registers that directory in MLflow as
+version 1 with alias `champion`; from then on everything loads from the registry.
+
+>>> entry = CAPABILITIES["see"]; cls = entry.load_class()
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    capability: str
+    module: str  # import path of the capability module
+    class_name: str
+    default_model: str  # registered model name of the default (bootstrapped) model
+
+    def load_module(self):
+        return importlib.import_module(self.module)
+
+    def load_class(self) -> type:
+        return getattr(self.load_module(), self.class_name)
+
+    def prepare_default(self) -> Callable[[Path, Path], dict[str, Any]]:
+        return self.load_module().prepare_default
+
+
+CAPABILITIES: dict[str, CatalogueEntry] = {
+    e.capability: e
+    for e in (
+        CatalogueEntry("see", "models.detection", "Detector", "yolov8n-coco"),
+        CatalogueEntry("read", "models.ocr", "OcrReader", "ppocr-v4"),
+        CatalogueEntry("listen", "models.asr", "SpeechRecognizer", "whisper-tiny-en"),
+        CatalogueEntry("speak", "models.tts", "SpeechSynthesizer", "espeak-ng"),
+        CatalogueEntry("reason", "models.textcls", "HotlineClassifier", "hotline-classifier"),
+    )
+}
+
+
+def get_entry(capability: str) -> CatalogueEntry:
+    from hub.errors import NotFound
+
+    try:
+        return CAPABILITIES[capability]
+    except KeyError:
+        raise NotFound(f"unknown capability {capability!r}; known: {sorted(CAPABILITIES)}") from None

@@ -1,0 +1,1 @@
+"""pipelines package of the Ezhou AI capability hub."""

@@ -1,0 +1,1 @@
+"""registry package of the Ezhou AI capability hub."""

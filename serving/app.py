@@ -1,0 +1,37 @@
+"""Build the Ray Serve application from a `ServingConfig`.
+
+>>> serve.run(build_app(ServingConfig.load(Path("configs/serving.yaml"))), name="hub")
+"""
+
+from __future__ import annotations
+
+from ray.serve import Application
+
+from serving.config import ServingConfig
+from serving.deployment import CapabilityDeployment
+from serving.ingress import IngressDeployment
+
+
+def build_app(config: ServingConfig) -> Application:
+    handles = {}
+    for name, cap in config.capabilities.items():
+        handles[name] = CapabilityDeployment.options(
+            name=f"capability-{name}",
+            num_replicas=cap.num_replicas,
+            ray_actor_options={"num_cpus": cap.num_cpus, "num_gpus": cap.num_gpus},
+            max_ongoing_requests=cap.max_ongoing_requests,  # also caps the effective @serve.batch size
+            max_queued_requests=cap.max_queued_requests,
+            user_config=cap.model_dump(),
+            health_check_period_s=10,
+            max_constructor_retry_count=2,
+        ).bind(name)
+    if config.streams is not None:
+        from serving.streams import StreamManager
+
+        handles["streams"] = StreamManager.options(
+            name="streams", ray_actor_options={"num_cpus": float(config.streams.get("num_cpus", 0.25))},
+            max_ongoing_requests=256,
+        ).bind(config.streams)
+    return IngressDeployment.options(name="ingress", ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=512).bind(
+        config.model_dump(), **handles
+    )

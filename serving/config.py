@@ -1,0 +1,102 @@
+"""Typed serving configuration loaded from YAML (`configs/serving.yaml`), validated at start-up.
+
+>>> cfg = ServingConfig.load(Path("configs/serving.yaml")); cfg.capabilities["see"].batch.max_batch_size
+8
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from hub.errors import InvalidInput
+from registry.ref import ModelRef
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class BatchConfig(_Strict):
+    max_batch_size: int = Field(8, ge=1, le=512)
+    max_wait_ms: float = Field(10.0, ge=0, le=10_000)
+
+
+class CapabilityConfig(_Strict):
+    model: str  # models:/<name>@<alias> or models:/<name>/<version>
+    batch: BatchConfig = BatchConfig()
+    num_cpus: float = Field(0.25, gt=0)  # fractional so every capability schedules on 2 cores
+    num_gpus: float = Field(0, ge=0)
+    num_replicas: int = Field(1, ge=1)
+    max_ongoing_requests: int = Field(64, ge=1)
+    max_queued_requests: int = Field(256, ge=-1)
+    poll_s: float = Field(5.0, gt=0)  # how often the replica checks where the alias points
+    timeout_s: float = Field(120.0, gt=0)
+    device: str = "auto"
+
+    @field_validator("model")
+    @classmethod
+    def _ref(cls, value: str) -> str:
+        ModelRef.parse(value)
+        return value
+
+
+class ApiKey(_Strict):
+    name: str
+    sha256: str  # hex digest of the key; the key itself is never stored
+    revoked: bool = False
+
+
+class AuthConfig(_Strict):
+    required: bool | None = None  # None: required exactly when the hub listens beyond loopback
+    keys: list[ApiKey] = []
+
+
+class HttpConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    max_body_mib: float = Field(20.0, gt=0)
+    request_timeout_s: float = Field(300.0, gt=0)
+
+    @property
+    def loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    @property
+    def max_body_bytes(self) -> int:
+        return int(self.max_body_mib * 1024 * 1024)
+
+
+class RayConfig(_Strict):
+    num_cpus: int | None = None
+    dashboard: bool = False
+    metrics_export_port: int = 8090
+
+
+class ServingConfig(_Strict):
+    http: HttpConfig = HttpConfig()
+    auth: AuthConfig = AuthConfig()
+    ray: RayConfig = RayConfig()
+    capabilities: dict[str, CapabilityConfig]
+    streams: dict | None = None  # options of the stream manager (see configs/streams.yaml)
+    hotline: bool = False  # serve POST /v1/hotline/call (needs listen, reason, speak)
+
+    @property
+    def auth_required(self) -> bool:
+        return self.auth.required if self.auth.required is not None else not self.http.loopback
+
+    @classmethod
+    def load(cls, path: Path) -> ServingConfig:
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise InvalidInput(f"cannot read serving config {path}: {exc}") from exc
+        return cls.model_validate(data)

@@ -1,0 +1,238 @@
+"""One generic Ray Serve deployment serves any capability of the catalogue.
+
+It resolves its model reference (`models:/<name>@champion`) when configured, batches requests
+with `@serve.batch`, and follows alias moves without a restart: a poller notices the alias
+points elsewhere, loads the new version beside the old one, warms it up and swaps; a version
+that fails to load or warm up is refused and the old one keeps serving.
+
+>>> CapabilityDeployment.options(name="see").bind("see")  # user_config carries CapabilityConfig
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from ray import serve
+
+from hub.contract import ModelInfo, run_batch, unwrap
+from hub.errors import HubError, InvalidInput, ModelLoadError, NotReady
+from hub.settings import apply_runtime_env
+
+log = logging.getLogger("ray.serve")
+
+
+@dataclass(frozen=True)
+class Loaded:
+    capability: Any
+    info: ModelInfo
+    loaded_at_s: float
+
+
+def pick_device(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
+
+
+def validation_error(exc: ValidationError) -> InvalidInput:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ())) or None
+    return InvalidInput(f"{where or 'body'}: {first.get('msg')}", field=where)
+
+
+class CapabilityServer:
+    """Loads, serves and hot-swaps one capability (Ray-free, so it is testable in-process)."""
+
+    def __init__(self, capability: str) -> None:
+        from models.catalogue import get_entry
+        from registry.store import MlflowStore
+
+        apply_runtime_env()
+        self.name = capability
+        self.entry = get_entry(capability)
+        self.cls = self.entry.load_class()
+        self.store = MlflowStore.from_settings()
+        self.active: Loaded | None = None
+        self.config = None
+        self.last_error: str | None = None
+        self._refused: set[str] = set()
+        self._swap_lock = threading.Lock()
+
+    def load_version(self, ref: str) -> Loaded:
+        """Resolve and load `ref` beside whatever is serving; warm it up; return it unswapped."""
+        from registry.ref import ModelRef
+
+        parsed = ModelRef.parse(ref)
+        resolved = self.store.resolve(parsed)
+        capability = self.cls()
+        info = ModelInfo(name=resolved.name, version=resolved.version, alias=parsed.alias)
+        try:
+            capability.load(resolved.artifact_dir, pick_device(self.config.device if self.config else "auto"))
+            warm = run_batch(capability, [capability.sample_request()], info)
+            unwrap(warm[0])
+        except Exception as exc:
+            raise ModelLoadError(f"{resolved.name} version {resolved.version} failed to load: {exc}") from exc
+        return Loaded(capability, info, time.time())
+
+    def configure(self, config) -> None:
+        """Apply a CapabilityConfig; load the model if the reference or its target changed."""
+        self.config = config
+        self.refresh(force=self.active is None or self.active_ref() != config.model)
+
+    def active_ref(self) -> str | None:
+        if self.active is None:
+            return None
+        info = self.active.info
+        return f"models:/{info.name}@{info.alias}" if info.alias else f"models:/{info.name}/{info.version}"
+
+    def refresh(self, force: bool = False) -> bool:
+        """Swap to the version the configured reference names now. Returns True on a swap."""
+        from registry.ref import ModelRef
+
+        ref = ModelRef.parse(self.config.model)
+        with self._swap_lock:
+            target = ref.version or self.store.alias_version(ref.name, ref.alias)
+            if target is None:
+                from hub.errors import ModelNotFound
+
+                raise ModelNotFound(f"{ref} does not exist in the model registry")
+            current = self.active.info if self.active else None
+            if not force and current and current.name == ref.name and current.version == target:
+                self.last_error = None  # e.g. a refused version was rolled back: nothing is wrong now
+                return False
+            if not force and f"{ref.name}/{target}" in self._refused:
+                return False
+            try:
+                loaded = self.load_version(str(ref) if ref.version else f"models:/{ref.name}/{target}")
+            except Exception as exc:
+                self._refused.add(f"{ref.name}/{target}")
+                self.last_error = str(exc)
+                log.error("capability %s: refusing %s version %s, keeping %s: %s", self.name, ref.name, target,
+                          current.version if current else None, exc)
+                if self.active is None:
+                    raise
+                return False
+            self.active = Loaded(loaded.capability, loaded.info.model_copy(update={"alias": ref.alias}),
+                                 loaded.loaded_at_s)
+            self.last_error = None
+            log.info("capability %s now serves %s version %s", self.name, ref.name, target)
+            return True
+
+    def parse(self, payload: Any) -> Any:
+        if isinstance(payload, self.cls.request_type):
+            return payload
+        try:
+            return self.cls.request_type.model_validate(payload)
+        except ValidationError as exc:
+            raise validation_error(exc) from exc
+
+    def run(self, requests: list) -> list:
+        active = self.active
+        if active is None:
+            raise NotReady(f"capability {self.name} has no model loaded")
+        return run_batch(active.capability, requests, active.info)
+
+    def status(self) -> dict:
+        info = self.active.info.model_dump() if self.active else None
+        return {"capability": self.name, "ready": self.active is not None, "model": info,
+                "model_ref": self.config.model if self.config else None,
+                "loaded_at_s": self.active.loaded_at_s if self.active else None, "last_error": self.last_error}
+
+
+@serve.deployment
+class CapabilityDeployment:
+    """Ray Serve wrapper: `@serve.batch` + a background poller that follows the alias."""
+
+    def __init__(self, capability: str) -> None:
+        from serving import metrics
+
+        self.server = CapabilityServer(capability)
+        self.metrics = metrics.CapabilityMetrics(capability)
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+
+    def reconfigure(self, user_config: dict) -> None:
+        from serving.config import CapabilityConfig
+
+        config = CapabilityConfig.model_validate(user_config)
+        self.server.configure(config)  # raises at start-up for an unknown model: a clear error
+        self._batched.set_max_batch_size(config.batch.max_batch_size)
+        self._batched.set_batch_wait_timeout_s(config.batch.max_wait_ms / 1000.0)
+        if self._poller is None:
+            self._poller = threading.Thread(target=self._poll, name=f"alias-poll-{self.server.name}", daemon=True)
+            self._poller.start()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.server.config.poll_s):
+            try:
+                self.server.refresh()
+            except Exception as exc:  # registry unreachable: keep serving, try again later
+                self.server.last_error = f"registry poll failed: {exc}"
+                log.warning("capability %s: %s", self.server.name, self.server.last_error)
+
+    async def predict(self, payload: Any) -> Any:
+        """One request (a dict from JSON or a request model); returns the response model."""
+        started = time.perf_counter()
+        status = "ok"
+        try:
+            request = self.server.parse(payload)
+            return unwrap(await self._batched(request))
+        except HubError as exc:
+            status = exc.code
+            raise
+        except Exception:
+            status = "error"
+            raise
+        finally:
+            self.metrics.observe_request(status, (time.perf_counter() - started) * 1000.0)
+
+    async def predict_json(self, payload: Any, as_file: bool = False) -> Any:
+        response = await self.predict(payload)
+        if as_file and hasattr(response, "as_file"):
+            return response.as_file()
+        return response.model_dump(mode="json")
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
+    async def _batched(self, requests: list) -> list:
+        self.metrics.observe_batch(len(requests))
+        # inference in a worker thread keeps the replica's event loop answering health checks
+        return await asyncio.to_thread(self.server.run, requests)
+
+    async def extra(self, method: str, payload: Any) -> Any:
+        routes = getattr(self.server.cls, "extra_routes", {})
+        spec = next((s for s in routes.values() if s[1] == method), None)
+        if spec is None or self.server.active is None:
+            raise NotReady(f"{self.server.name} cannot serve {method} now")
+        try:
+            request = spec[0].model_validate(payload)
+        except ValidationError as exc:
+            raise validation_error(exc) from exc
+        result = await asyncio.to_thread(getattr(self.server.active.capability, method), request)
+        return result.model_dump(mode="json") if hasattr(result, "model_dump") else result
+
+    async def status(self) -> dict:
+        return self.server.status()
+
+    async def schemas(self) -> dict:
+        cls = self.server.cls
+        return {"request": cls.request_type.model_json_schema(), "response": cls.response_type.model_json_schema(),
+                "upload_field": getattr(cls, "upload_field", None),
+                "extra_routes": {k: v[1] for k, v in getattr(cls, "extra_routes", {}).items()}}
+
+    def check_health(self) -> None:
+        if self.server.active is None:
+            raise RuntimeError(f"capability {self.server.name} has no model loaded")
+
+    def __del__(self) -> None:
+        self._stop.set()

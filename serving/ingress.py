@@ -1,0 +1,275 @@
+"""The HTTP face of the hub: one FastAPI app behind Ray Serve.
+
+    POST /v1/<capability>          JSON, multipart upload, or raw image/audio bytes
+    POST /v1/<capability>/<extra>  capability-specific actions (e.g. /v1/reason/cases)
+    GET  /v1/models                what is served, which version
+    GET  /healthz /readyz /metrics /docs
+
+Errors of every kind are answered by one handler: a HubError keeps its status, a validation
+error is 400 naming the field, anything else is 500 and the replica keeps running.
+"""
+
+
+import asyncio
+import importlib
+import json
+import logging
+import urllib.request
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from ray import serve
+from starlette.middleware.base import BaseHTTPMiddleware
+
+from hub.errors import HubError, InferenceTimeout, InvalidInput, NotFound, Overloaded, PayloadTooLarge
+from hub.settings import get_settings
+from serving.auth import OPEN_PATHS, KeyRing
+from serving.handles import get_handle, served, set_handles
+
+log = logging.getLogger("ray.serve")
+
+app = FastAPI(
+    title="Ezhou AI capability hub",
+    description="see (detection), read (OCR), listen (ASR), speak (TTS), reason (hotline classification). "
+    "Every response names the model and version that answered it.",
+    version="0.1.0",
+)
+_STATE: dict[str, Any] = {}
+
+
+def error_response(exc: Exception) -> JSONResponse:
+    exc = unwrap_remote(exc)
+    if isinstance(exc, HubError):
+        return JSONResponse(status_code=exc.status_code, content={"error": exc.to_dict()})
+    log.exception("unexpected error", exc_info=exc)
+    return JSONResponse(status_code=500, content={"error": {"code": "internal_error", "message": str(exc)[:500]}})
+
+
+def unwrap_remote(exc: BaseException) -> BaseException:
+    """Turn Ray's wrappers back into the hub error raised inside a replica."""
+    from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
+    from ray.serve.exceptions import BackPressureError
+
+    if isinstance(exc, RayTaskError) and isinstance(getattr(exc, "cause", None), BaseException):
+        return unwrap_remote(exc.cause)
+    if isinstance(exc, BackPressureError):
+        return Overloaded("the capability's queue is full; retry later")
+    if isinstance(exc, ActorDiedError | ActorUnavailableError):
+        return Overloaded("a replica is restarting; retry later")
+    return exc
+
+
+@app.exception_handler(Exception)
+async def _any_error(request: Request, exc: Exception) -> JSONResponse:
+    return error_response(exc)
+
+
+class AuthMiddleware(BaseHTTPMiddleware):
+    async def dispatch(self, request: Request, call_next):
+        keys: KeyRing | None = _STATE.get("keys")
+        if keys is not None and request.url.path not in OPEN_PATHS:
+            try:
+                request.state.key_name = keys.check(request.headers.get("authorization"))
+            except HubError as exc:
+                return error_response(exc)
+        return await call_next(request)
+
+
+app.add_middleware(AuthMiddleware)
+
+
+def _include_optional_routers() -> None:
+    # Pipelines add their own routes (streams, hotline); a build without them still serves.
+    for module_name in ("serving.streams_api", "serving.hotline_api"):
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue
+            raise
+        app.include_router(module.router)
+
+
+_include_optional_routers()
+
+
+async def read_body(request: Request, limit_bytes: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit_bytes:
+        raise PayloadTooLarge(f"body of {declared} bytes is over the limit of {limit_bytes} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit_bytes:
+            raise PayloadTooLarge(f"body is over the limit of {limit_bytes} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    request._body = body  # starlette's form parser reads the cached body
+    return body
+
+
+async def call(response: Any, timeout_s: float) -> Any:
+    try:
+        return await asyncio.wait_for(_await(response), timeout=timeout_s)
+    except TimeoutError:
+        response.cancel()
+        raise InferenceTimeout(f"no answer within {timeout_s:.0f} s") from None
+    except Exception as exc:
+        raise unwrap_remote(exc) from None
+
+
+async def _await(response: Any) -> Any:
+    return await response
+
+
+def build_asgi_app() -> FastAPI:
+    """Called inside the ingress replica after `Ingress.__init__`, so routes use real module state
+    (an app object handed to `serve.ingress` would be pickled with copies of it)."""
+    return app
+
+
+class Ingress:
+    """Routes HTTP to the capability deployments it was bound with (keyword = capability name)."""
+
+    def __init__(self, config: dict, **handles: Any) -> None:
+        from serving.config import ServingConfig
+
+        cfg = ServingConfig.model_validate(config)
+        set_handles(handles)
+        _STATE["config"] = cfg
+        _STATE["capabilities"] = sorted(cfg.capabilities)
+        _STATE["keys"] = KeyRing.from_config(cfg.auth, cfg.auth_required, get_settings().api_keys)
+
+
+IngressDeployment = serve.deployment(serve.ingress(build_asgi_app)(Ingress))
+
+
+def _config():
+    return _STATE["config"]
+
+
+async def _schema(capability: str) -> dict:
+    schemas = _STATE.setdefault("schemas", {})
+    if capability not in schemas:
+        schemas[capability] = await call(get_handle(capability).schemas.remote(), 30)
+    return schemas[capability]
+
+
+def _capability(capability: str) -> str:
+    if capability not in _STATE["capabilities"]:
+        raise NotFound(f"unknown capability {capability!r}; served: {_STATE['capabilities']}")
+    return capability
+
+
+def _timeout(capability: str) -> float:
+    return _config().capabilities[capability].timeout_s
+
+
+async def _statuses() -> list[dict]:
+    async def one(name: str) -> dict:
+        try:
+            return await call(get_handle(name).status.remote(), 10)
+        except Exception as exc:
+            return {"capability": name, "ready": False, "last_error": str(unwrap_remote(exc))}
+
+    return list(await asyncio.gather(*(one(n) for n in _STATE["capabilities"])))
+
+
+@app.get("/healthz", tags=["ops"])
+async def healthz() -> dict:
+    return {"status": "ok"}
+
+
+@app.get("/readyz", tags=["ops"])
+async def readyz() -> JSONResponse:
+    statuses = await _statuses()
+    ready = all(s.get("ready") for s in statuses)
+    return JSONResponse(status_code=200 if ready else 503, content={"ready": ready, "capabilities": statuses})
+
+
+@app.get("/v1/models", tags=["ops"])
+async def models() -> dict:
+    return {"capabilities": await _statuses(), "routes": served()}
+
+
+@app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
+async def metrics() -> PlainTextResponse:
+    text = await asyncio.to_thread(_fetch_metrics, _config().ray.metrics_export_port)
+    return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
+
+@app.post("/v1/{capability}/{action}", tags=["capabilities"])
+async def extra(capability: str, action: str, request: Request) -> Any:
+    """A capability-specific action, e.g. `POST /v1/reason/cases`."""
+    capability = _capability(capability)
+    method = (await _schema(capability))["extra_routes"].get(action)
+    if method is None:
+        raise NotFound(f"{capability} has no action {action!r}")
+    payload = await _payload(request, capability)
+    return await call(get_handle(capability).extra.remote(method, payload), _timeout(capability))
+
+
+@app.post("/v1/{capability}", tags=["capabilities"])
+async def predict(capability: str, request: Request) -> Any:
+    """Run one request through a capability: JSON (binary fields base64), a multipart upload, or the
+    raw bytes of an image/audio file with the other fields as query parameters.
+    `?response=file` returns binary results (e.g. `speak` audio) as the body."""
+    capability = _capability(capability)
+    payload = await _payload(request, capability)
+    as_file = request.query_params.get("response") == "file"
+    result = await call(get_handle(capability).predict_json.remote(payload, as_file), _timeout(capability))
+    if as_file and isinstance(result, tuple | list) and len(result) == 2:
+        data, media_type = result
+        return Response(content=data, media_type=media_type)
+    return result
+
+
+async def _payload(request: Request, capability: str) -> Any:
+    body = await read_body(request, _config().http.max_body_bytes)
+    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    # curl -d sends JSON as x-www-form-urlencoded unless told otherwise: accept it
+    looks_json = content_type == "application/x-www-form-urlencoded" and body.lstrip()[:1] == b"{"
+    if content_type == "application/json" or looks_json:
+        if not body:
+            raise InvalidInput("empty body: send a JSON object")
+        try:
+            return json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"body is not valid JSON: {exc}") from exc
+    upload_field = (await _schema(capability)).get("upload_field")
+    if upload_field is None:
+        raise InvalidInput(f"{capability} accepts application/json only", field="content-type")
+    fields: dict[str, Any] = {k: v for k, v in request.query_params.items() if k != "response"}
+    if content_type == "multipart/form-data":
+        form = await request.form()
+        for key, value in form.multi_items():
+            if hasattr(value, "read"):
+                fields[upload_field] = await value.read()
+            else:
+                fields[key] = _maybe_json(value)
+        if upload_field not in fields:
+            raise InvalidInput(f"multipart upload has no file part (expected field {upload_field!r})",
+                               field=upload_field)
+        return fields
+    fields[upload_field] = body  # raw bytes: image/*, audio/*, application/octet-stream
+    return fields
+
+
+def _maybe_json(value: str) -> Any:
+    # form fields are strings; lists like classes=["bus","person"] arrive as JSON text
+    text = value.strip()
+    if text[:1] in "[{":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def _fetch_metrics(port: int) -> str:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:  # noqa: S310
+            return reply.read().decode("utf-8", "replace")
+    except OSError as exc:
+        return f"# ray metrics agent unavailable on 127.0.0.1:{port}: {exc}\n"

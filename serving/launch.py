@@ -1,0 +1,92 @@
+"""Start (or join) Ray, bootstrap the registry if needed, check every model reference, run the app.
+
+>>> cfg = start(Path("configs/serving.yaml"), port=8000)   # returns once the hub is ready
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from hub.errors import ModelNotFound
+from hub.settings import HubSettings, apply_runtime_env, get_settings
+from registry.ref import ModelRef
+from registry.store import MlflowStore
+from serving.config import ServingConfig
+
+log = logging.getLogger(__name__)
+APP_NAME = "hub"
+
+
+def check_models(config: ServingConfig, store: MlflowStore) -> None:
+    """Fail before starting anything when a configured model reference does not resolve."""
+    missing = []
+    for capability, cap in config.capabilities.items():
+        ref = ModelRef.parse(cap.model)
+        version = ref.version if ref.version else store.alias_version(ref.name, ref.alias)
+        if version is None or not store.exists(ref.name):
+            missing.append(f"{capability}: {ref}")
+    if missing:
+        raise ModelNotFound("these model references do not resolve in the registry "
+                            f"({store.registry_uri}): {'; '.join(missing)}")
+
+
+def bootstrap_for(config: ServingConfig, settings: HubSettings, store: MlflowStore) -> None:
+    """Register defaults for capabilities that point at their catalogue default and lack it."""
+    from models.catalogue import get_entry
+    from serving.defaults import ensure_defaults
+
+    wanted = [name for name, cap in config.capabilities.items()
+              if ModelRef.parse(cap.model).name == get_entry(name).default_model]
+    if wanted:
+        started = time.perf_counter()
+        results = ensure_defaults(wanted, settings, store)
+        created = [r.name for r in results if r.created]
+        if created:
+            log.info("bootstrapped %s in %.1f s", created, time.perf_counter() - started)
+
+
+def start(config_path: Path, *, host: str | None = None, port: int | None = None, address: str | None = None,
+          bootstrap: bool = True) -> ServingConfig:
+    import ray
+    from ray import serve
+
+    from serving.app import build_app
+
+    settings = apply_runtime_env(get_settings())
+    config = ServingConfig.load(config_path)
+    if host or port:
+        config = config.model_copy(update={"http": config.http.model_copy(
+            update={k: v for k, v in (("host", host), ("port", port)) if v is not None})})
+        ServingConfig.model_validate(config.model_dump())
+    store = MlflowStore.from_settings(settings)
+    if bootstrap:
+        bootstrap_for(config, settings, store)
+    check_models(config, store)
+    from serving.auth import KeyRing
+
+    KeyRing.from_config(config.auth, config.auth_required, settings.api_keys)  # refuse to start unprotected
+    runtime_env = {"env_vars": settings.env_for_workers()}
+    address = address or settings.ray_address
+    if address:
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
+    else:
+        # Ray has no authentication of its own: keep its ports and dashboard on loopback.
+        ray.init(num_cpus=config.ray.num_cpus, include_dashboard=config.ray.dashboard, dashboard_host="127.0.0.1",
+                 _node_ip_address="127.0.0.1", _metrics_export_port=config.ray.metrics_export_port,
+                 runtime_env=runtime_env, log_to_driver=False)
+    serve.start(http_options={"host": config.http.host, "port": config.http.port,
+                              "request_timeout_s": config.http.request_timeout_s})
+    serve.run(build_app(config), name=APP_NAME, route_prefix="/")
+    return config
+
+
+def stop() -> None:
+    import ray
+    from ray import serve
+
+    try:
+        serve.shutdown()
+    finally:
+        ray.shutdown()

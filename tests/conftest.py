@@ -1,0 +1,58 @@
+"""Shared fixtures. Tests that need `../shared` fail under CI (CI=true) when it is missing and
+skip elsewhere, so a developer without the shared folder still runs the rest."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from hub.settings import apply_runtime_env, get_settings, reset_settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _shared_dir() -> Path:
+    return get_settings().shared_dir
+
+
+def require_shared(*relative: str) -> Path:
+    """Path inside ../shared; fail under CI, skip elsewhere, when it is absent."""
+    path = _shared_dir().joinpath(*relative)
+    if not path.exists():
+        message = f"missing shared file {path} (see ../shared/README.md)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    return require_shared()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _offline_env():
+    apply_runtime_env()
+    yield
+
+
+@pytest.fixture
+def hub_home(tmp_path, monkeypatch) -> Path:
+    """A fresh HUB_HOME (own SQLite MLflow + artifacts) for one test."""
+    monkeypatch.setenv("HUB_HOME", str(tmp_path / "hub"))
+    monkeypatch.delenv("HUB_TRACKING_URI", raising=False)
+    monkeypatch.delenv("HUB_REGISTRY_URI", raising=False)
+    reset_settings()
+    yield tmp_path / "hub"
+    reset_settings()
+
+
+def pytest_collection_modifyitems(config, items):
+    # Markers follow the path: tests/**/gpu_* need a GPU, tests/**/slow_* are long.
+    for item in items:
+        name = Path(str(item.fspath)).name
+        if name.startswith("test_gpu_") or "gpu" in item.keywords:
+            item.add_marker(pytest.mark.gpu)

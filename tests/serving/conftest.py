@@ -1,0 +1,82 @@
+"""One real Ray Serve hub for the whole test session (starting Ray costs seconds, not per test).
+
+It binds 0.0.0.0 so API keys are enforced, registers the default models into a fresh SQLite
+MLflow under a temporary HUB_HOME, and polls aliases every second so alias tests are quick.
+Requests are only ever sent to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass
+
+import httpx
+import pytest
+import yaml
+
+from hub.settings import reset_settings
+
+API_KEY = "ci-test-key-0123456789"
+# Capabilities served in the session; each adds a replica (and its model's memory).
+SERVED = ["see"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class Hub:
+    url: str
+    key: str
+
+    def client(self, key: str | None = "default", timeout_s: float = 120.0) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.key if key == 'default' else key}"} if key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s)
+
+
+@pytest.fixture(scope="session")
+def hub_server(tmp_path_factory, shared_dir):
+    from models.catalogue import CAPABILITIES
+
+    home = tmp_path_factory.mktemp("hub-home")
+    port = free_port()
+    config = {
+        "http": {"host": "0.0.0.0", "port": port, "max_body_mib": 20},
+        "ray": {"num_cpus": 4, "metrics_export_port": free_port()},
+        "capabilities": {
+            name: {"model": f"models:/{CAPABILITIES[name].default_model}@champion", "poll_s": 1,
+                   "num_cpus": 0.2, "batch": {"max_batch_size": 8, "max_wait_ms": 10}}
+            for name in SERVED
+        },
+    }
+    config_path = home / "serving.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    saved = {k: os.environ.get(k) for k in ("HUB_HOME", "HUB_API_KEYS", "HUB_TRACKING_URI", "HUB_REGISTRY_URI")}
+    os.environ.update(HUB_HOME=str(home), HUB_API_KEYS=f"ci:{API_KEY}")
+    os.environ.pop("HUB_TRACKING_URI", None)
+    os.environ.pop("HUB_REGISTRY_URI", None)
+    reset_settings()
+    from serving.launch import start, stop
+
+    started = time.perf_counter()
+    start(config_path)
+    hub = Hub(url=f"http://127.0.0.1:{port}", key=API_KEY)
+    deadline = time.monotonic() + 120
+    with hub.client() as c:
+        while c.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline, "hub never became ready"
+            time.sleep(0.5)
+    print(f"\nhub ready in {time.perf_counter() - started:.1f} s")
+    yield hub
+    stop()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    reset_settings()

@@ -1,0 +1,1 @@
+"""training package of the Ezhou AI capability hub."""
