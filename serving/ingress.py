@@ -140,6 +140,53 @@ class Ingress:
         _STATE["config"] = cfg
         _STATE["capabilities"] = sorted(cfg.capabilities)
         _STATE["keys"] = KeyRing.from_config(cfg.auth, cfg.auth_required, get_settings().api_keys)
+        # Ray runs this constructor inside the replica's event loop: fetch schemas for /docs meanwhile
+        _STATE["schema_task"] = asyncio.get_running_loop().create_task(_load_schemas())
+
+
+async def _load_schemas() -> None:
+    for name in _STATE["capabilities"]:
+        try:
+            await _schema(name)
+        except Exception as exc:  # the capability may still be loading; /docs shows it without schema
+            log.warning("no schema for %s yet: %s", name, exc)
+
+
+def _openapi() -> dict:
+    """The generic routes' OpenAPI, plus one documented path per served capability."""
+    from fastapi.openapi.utils import get_openapi
+
+    spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    components = spec.setdefault("components", {}).setdefault("schemas", {})
+    for name, schema in sorted(_STATE.get("schemas", {}).items()):
+        for part in ("request", "response"):
+            body = dict(schema[part])
+            components.update(body.pop("$defs", {}))
+            components[f"{name}_{part}"] = body
+        ref = {"$ref": f"#/components/schemas/{name}_request"}
+        content = {"application/json": {"schema": ref}}
+        if schema.get("upload_field"):
+            content["multipart/form-data"] = {"schema": ref}
+        spec["paths"][f"/v1/{name}"] = {"post": {
+            "tags": ["capabilities"], "summary": f"{name}", "operationId": f"predict_{name}",
+            "requestBody": {"required": True, "content": content},
+            "responses": {"200": {"description": "the answer, with the model that gave it",
+                                  "content": {"application/json": {"schema": {
+                                      "$ref": f"#/components/schemas/{name}_response"}}}}}}}
+    return _fix_refs(spec)
+
+
+def _fix_refs(node: Any) -> Any:
+    # pydantic writes "#/$defs/X"; in OpenAPI those live under components/schemas
+    if isinstance(node, dict):
+        return {k: (v.replace("#/$defs/", "#/components/schemas/") if k == "$ref" and isinstance(v, str)
+                    else _fix_refs(v)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_fix_refs(v) for v in node]
+    return node
+
+
+app.openapi = _openapi
 
 
 IngressDeployment = serve.deployment(serve.ingress(build_asgi_app)(Ingress))

@@ -1,0 +1,99 @@
+"""`POST /v1/hotline/call`: the hotline voice pipeline behind the ingress, composed from the `listen`,
+`reason` and `speak` deployment handles (no HTTP calls to the hub itself).
+
+The body is JSON (`{"audio": "<base64>", "language": ..., "voice": ..., "format": ...}`), a multipart
+upload (file in field `audio`, other fields as form fields) or raw audio bytes with the other fields as
+query parameters — the same three forms as `POST /v1/listen`.
+
+    curl -F audio=@call.wav http://127.0.0.1:8000/v1/hotline/call
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import ValidationError
+
+from hub.errors import InvalidInput
+from pipelines.hotline import HotlineCallRequest, HotlineConfig, HotlineStages, handle_call
+
+router = APIRouter(tags=["pipelines"])
+
+DEFAULT_TIMEOUT_S = 120.0
+DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024
+
+
+@cache
+def hotline_config() -> HotlineConfig:
+    return HotlineConfig.load()
+
+
+def _serving_config() -> Any:
+    from serving import ingress
+
+    try:
+        return ingress._config()
+    except KeyError:  # the ingress was not constructed (a bare app in a test): defaults
+        return None
+
+
+def handle_stages() -> HotlineStages:
+    """Stages over the Ray Serve deployment handles registered by the ingress."""
+    from serving.handles import get_handle
+    from serving.ingress import call
+
+    cfg = _serving_config()
+
+    def stage(name: str):
+        timeout_s = cfg.capabilities[name].timeout_s if cfg and name in cfg.capabilities else DEFAULT_TIMEOUT_S
+
+        async def run(payload: dict) -> Any:
+            return await call(get_handle(name).predict.remote(payload), timeout_s)
+
+        return run
+
+    return HotlineStages(listen=stage("listen"), reason=stage("reason"), speak=stage("speak"))
+
+
+async def _call_payload(request: Request) -> dict:
+    from serving.ingress import read_body
+
+    cfg = _serving_config()
+    body = await read_body(request, cfg.http.max_body_bytes if cfg else DEFAULT_MAX_BODY_BYTES)
+    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        try:
+            payload = json.loads(body) if body else None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"body is not valid JSON: {exc}") from exc
+        if not isinstance(payload, dict):
+            raise InvalidInput("send a JSON object with an `audio` field (base64)")
+        return payload
+    fields: dict[str, Any] = dict(request.query_params)
+    if content_type == "multipart/form-data":
+        form = await request.form()
+        for key, value in form.multi_items():
+            fields["audio" if hasattr(value, "read") else key] = await value.read() if hasattr(value, "read") else value
+        if "audio" not in fields:
+            raise InvalidInput("multipart upload has no file part (expected field 'audio')", field="audio")
+        return fields
+    fields["audio"] = body  # raw audio/* or application/octet-stream
+    return fields
+
+
+@router.post("/v1/hotline/call")
+async def hotline_call(request: Request) -> dict:
+    """A recorded citizen call in; transcript, category, department, similar cases, reply text and reply
+    audio (base64) out, with the model version of each stage."""
+    payload = await _call_payload(request)
+    try:
+        call_request = HotlineCallRequest.model_validate(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or None
+        raise InvalidInput(f"{where or 'body'}: {first.get('msg')}", field=where) from exc
+    response = await handle_call(call_request, handle_stages(), hotline_config())
+    return response.model_dump(mode="json")
