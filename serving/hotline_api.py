@@ -35,7 +35,7 @@ def _serving_config() -> Any:
     from serving import ingress
 
     try:
-        return ingress._config()
+        return ingress.current_config()
     except KeyError:  # the ingress was not constructed (a bare app in a test): defaults
         return None
 

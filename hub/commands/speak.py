@@ -1,0 +1,36 @@
+"""`hub speak "TEXT" -o out.wav`: synthesise speech with the `speak` champion, in this process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+_FORMATS = {".wav": "wav", ".mp3": "mp3", ".ogg": "ogg", ".opus": "ogg"}
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def speak(
+        text: str = typer.Argument(..., help="Chinese or English text"),
+        output: Path = typer.Option(Path("speech.wav"), "-o", "--output", help="file to write (.wav/.mp3/.ogg)"),
+        voice: str = typer.Option(None, help="espeak-ng voice, e.g. cmn-latn-pinyin, en-us, en-gb+f3"),
+        speed: float = typer.Option(1.0, min=0.5, max=2.0),
+        sample_rate_hz: int = typer.Option(None, help="resample, e.g. 8000 for a phone line"),
+    ) -> None:
+        """Write TEXT as speech to OUTPUT (the format follows the file extension)."""
+        from hub.errors import HubError
+        from serving.local import predict_local
+
+        fmt = _FORMATS.get(output.suffix.lower())
+        if fmt is None:
+            typer.echo(f"error: unknown extension {output.suffix!r}; use .wav, .mp3 or .ogg", err=True)
+            raise typer.Exit(2)
+        request = {"text": text, "voice": voice, "speed": speed, "format": fmt, "sample_rate_hz": sample_rate_hz}
+        try:
+            response = predict_local("speak", request)
+        except HubError as exc:
+            typer.echo(f"error ({exc.status_code}): {exc}", err=True)
+            raise typer.Exit(2) from exc
+        output.write_bytes(response.audio)
+        typer.echo(f"{output}: {response.duration_s:.2f} s at {response.sample_rate_hz} Hz, voice {response.voice}")

@@ -1,0 +1,246 @@
+"""ASR backends behind `SpeechRecognizer`: Whisper through faster-whisper (CTranslate2) and pocketsphinx.
+
+Both take 16 kHz mono float32 clips and cut long audio into speech chunks with the Silero voice-activity
+detector that ships inside faster-whisper (ONNX, no download).
+
+The Whisper backend decodes ACROSS requests: the speech chunks of every clip in a batch that share a
+language go through one encoder pass and one beam search (`BatchedInferencePipeline.forward`), then each
+chunk's segments are mapped back to its own request and its original timeline.
+
+>>> backend = WhisperBackend(Path("artifact"), device="cpu", options=WhisperOptions())
+>>> backend.transcribe_batch([samples], [None])[0].text
+' It was the first great sorrow of his life. ...'
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hub.errors import HubError, InvalidInput, ModelLoadError
+
+SAMPLE_RATE_HZ = 16_000
+# Whisper sees 30 s windows; VAD chunks are packed up to this length.
+CHUNK_S = 30.0
+
+
+@dataclass(frozen=True)
+class Segment:
+    start_s: float
+    end_s: float
+    text: str
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    segments: tuple[Segment, ...]
+    language: str
+    # Duration-weighted mean token log-probability (Whisper only): how sure the model is of its words.
+    avg_logprob: float | None = None
+    # Highest gzip compression ratio of a decoded chunk: above ~2.4 the decoder was looping.
+    max_compression_ratio: float = 0.0
+
+
+@dataclass(frozen=True)
+class WhisperOptions:
+    beam_size: int = 5
+    batch_size: int = 8  # speech chunks per encoder/decoder call
+    compute_type: str = "auto"  # auto: int8 on CPU, float16 on CUDA
+    cpu_threads: int = 0  # 0: CTranslate2's default (OMP_NUM_THREADS or 4)
+    no_speech_threshold: float = 0.6
+    log_prob_threshold: float = -1.0
+
+
+def parse_device(device: str) -> tuple[str, int]:
+    """'cpu' -> ('cpu', 0); 'cuda:1' -> ('cuda', 1)."""
+    kind, _, index = device.partition(":")
+    if kind not in ("cpu", "cuda"):
+        raise ModelLoadError(f"unknown device {device!r} (expected cpu or cuda[:n])")
+    return kind, int(index or 0)
+
+
+def speech_chunks(audio: np.ndarray) -> list[dict]:
+    """Speech regions (sample offsets) found by Silero VAD, none longer than a Whisper window."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    return get_speech_timestamps(audio, VadOptions(max_speech_duration_s=CHUNK_S, min_silence_duration_ms=160))
+
+
+class WhisperBackend:
+    """Any CTranslate2 Whisper model directory (model.bin, config.json, tokenizer.json)."""
+
+    def __init__(self, model_dir: Path, device: str, options: WhisperOptions) -> None:
+        from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+        kind, index = parse_device(device)
+        compute_type = options.compute_type
+        if compute_type == "auto":
+            compute_type = "int8" if kind == "cpu" else "float16"
+        try:
+            self.model = WhisperModel(
+                str(model_dir), device=kind, device_index=index, compute_type=compute_type,
+                cpu_threads=options.cpu_threads, local_files_only=True,
+            )
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise ModelLoadError(f"cannot load the CTranslate2 Whisper model in {model_dir}: {exc}") from exc
+        self.pipeline = BatchedInferencePipeline(self.model)
+        self.options = options
+        self.multilingual = bool(self.model.model.is_multilingual)
+
+    @property
+    def languages(self) -> frozenset[str]:
+        return frozenset(self.model.supported_languages)
+
+    def transcribe_batch(self, clips: list[np.ndarray], languages: list[str | None]) -> list[Transcript]:
+        from faster_whisper.audio import pad_or_trim
+        from faster_whisper.vad import SpeechTimestampsMap, collect_chunks
+
+        fe = self.model.feature_extractor
+        plans: list[dict] = []
+        for audio, language in zip(clips, languages, strict=True):
+            regions = speech_chunks(audio)
+            chunks, metas = collect_chunks(audio, regions, max_duration=CHUNK_S) if regions else ([], [])
+            features = [fe(chunk)[..., :-1] for chunk in chunks]
+            if language is None:
+                language = self._detect_language(features) if self.multilingual else "en"
+            plans.append(dict(
+                language=language, features=[pad_or_trim(f) for f in features], metas=metas,
+                ts_map=SpeechTimestampsMap(regions, SAMPLE_RATE_HZ) if regions else None,
+            ))
+        decoded: list[list[list[dict]]] = [[] for _ in plans]  # per request, per chunk: segment dicts
+        for language in sorted({p["language"] for p in plans}):
+            owners = [i for i, p in enumerate(plans) if p["language"] == language and p["features"]]
+            items = [(i, f, m) for i in owners for f, m in zip(plans[i]["features"], plans[i]["metas"], strict=True)]
+            tokenizer, options = self._decoding_setup(language)
+            for start in range(0, len(items), self.options.batch_size):
+                part = items[start : start + self.options.batch_size]
+                outputs = self.pipeline.forward(
+                    np.stack([f for _, f, _ in part]), tokenizer, [m for _, _, m in part], options
+                )
+                for (owner, _, _), chunk_segments in zip(part, outputs, strict=True):
+                    decoded[owner].append(chunk_segments)
+        return [self._assemble(plan, chunks) for plan, chunks in zip(plans, decoded, strict=True)]
+
+    def _detect_language(self, features: list[np.ndarray]) -> str:
+        if not features:
+            return "en"
+        language, _prob, _all = self.model.detect_language(features=np.concatenate(features, axis=1))
+        return language
+
+    def _decoding_setup(self, language: str):
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_tokens
+
+        tokenizer = Tokenizer(self.model.hf_tokenizer, self.multilingual, task="transcribe", language=language)
+        o = self.options
+        options = TranscriptionOptions(
+            beam_size=o.beam_size, best_of=o.beam_size, patience=1.0, length_penalty=1.0,
+            repetition_penalty=1.0, no_repeat_ngram_size=0, log_prob_threshold=o.log_prob_threshold,
+            no_speech_threshold=o.no_speech_threshold, compression_ratio_threshold=2.4,
+            condition_on_previous_text=False, prompt_reset_on_temperature=0.5, temperatures=[0.0],
+            initial_prompt=None, prefix=None, suppress_blank=True,
+            suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
+            # Timestamps on: segments get real start/end times inside each chunk.
+            without_timestamps=False, max_initial_timestamp=0.0, word_timestamps=False,
+            prepend_punctuations="\"'“¿([{-", append_punctuations="\"'.。,，!！?？:：”)]}、",
+            multilingual=False, max_new_tokens=None, clip_timestamps="0",
+            hallucination_silence_threshold=None, hotwords=None,
+        )
+        return tokenizer, options
+
+    def _assemble(self, plan: dict, chunks: list[list[dict]]) -> Transcript:
+        segments: list[Segment] = []
+        logprob_sum = weight_sum = max_ratio = 0.0
+        for meta, chunk_segments in zip(plan["metas"], chunks, strict=True):
+            for seg in chunk_segments:
+                max_ratio = max(max_ratio, float(seg["compression_ratio"]))
+                # Whisper's own silence rule: likely no speech AND a low-confidence decode -> drop it.
+                if seg["no_speech_prob"] > self.options.no_speech_threshold and (
+                    seg["avg_logprob"] < self.options.log_prob_threshold
+                ):
+                    continue
+                text = seg["text"].strip()
+                if not text:
+                    continue
+                start_s = plan["ts_map"].get_original_time(seg["start"])
+                end_s = plan["ts_map"].get_original_time(seg["end"], is_end=True)
+                segments.append(Segment(start_s=float(start_s), end_s=float(max(end_s, start_s)), text=text))
+            if chunk_segments:
+                weight = max(float(meta["duration"]), 1e-3)
+                logprob_sum += float(chunk_segments[0]["avg_logprob"]) * weight
+                weight_sum += weight
+        spaced = plan["language"] not in ("zh", "ja", "yue", "th", "lo", "my", "bo")
+        text = (" " if spaced else "").join(s.text for s in segments)
+        return Transcript(
+            text=text, segments=tuple(segments), language=plan["language"],
+            avg_logprob=(logprob_sum / weight_sum) if weight_sum else None,
+            max_compression_ratio=max_ratio,
+        )
+
+
+class SphinxBackend:
+    """CMU pocketsphinx (English acoustic model + n-gram LM + dictionary): small, fast, weaker."""
+
+    multilingual = False
+    languages = frozenset({"en"})
+
+    def __init__(self, artifact_dir: Path, metadata: dict) -> None:
+        from pocketsphinx import Decoder
+
+        paths = {key: artifact_dir / str(metadata.get(key, default)) for key, default in (
+            ("acoustic_model", "en-us"), ("language_model", "en-us.lm.bin"), ("dictionary", "cmudict-en-us.dict"),
+        )}
+        missing = [str(p) for p in paths.values() if not p.exists()]
+        if missing:
+            raise ModelLoadError(f"pocketsphinx artifact is missing {missing}")
+        try:
+            self.decoder = Decoder(
+                hmm=str(paths["acoustic_model"]), lm=str(paths["language_model"]),
+                dict=str(paths["dictionary"]), samprate=SAMPLE_RATE_HZ, loglevel="FATAL",
+            )
+        except (RuntimeError, ValueError) as exc:
+            raise ModelLoadError(f"pocketsphinx could not load {artifact_dir}: {exc}") from exc
+        self.frames_per_s = int(self.decoder.config["frate"])
+        self._lock = threading.Lock()  # the decoder is one stateful search
+
+    def transcribe_batch(self, clips: list[np.ndarray], languages: list[str | None]) -> list[Transcript]:
+        # pocketsphinx has no batch API: requests are decoded one after another.
+        return [self._transcribe(audio) for audio in clips]
+
+    def _transcribe(self, audio: np.ndarray) -> Transcript:
+        pcm = (np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16)
+        segments = []
+        with self._lock:
+            for region in speech_chunks(audio):
+                self.decoder.start_utt()
+                self.decoder.process_raw(pcm[region["start"] : region["end"]].tobytes(), full_utt=True)
+                self.decoder.end_utt()
+                hyp = self.decoder.hyp()
+                text = hyp.hypstr.strip() if hyp is not None else ""
+                if text:
+                    offset_s = region["start"] / SAMPLE_RATE_HZ
+                    words = [s for s in self.decoder.seg() if not s.word.startswith(("<", "["))]
+                    start_s = offset_s + (words[0].start_frame / self.frames_per_s if words else 0.0)
+                    end_s = offset_s + (words[-1].end_frame / self.frames_per_s if words else 0.0)
+                    segments.append(Segment(round(start_s, 2), round(end_s, 2), text))
+        return Transcript(text=" ".join(s.text for s in segments), segments=tuple(segments), language="en")
+
+
+def check_language_code(language: str | None, known: frozenset[str]) -> str | None:
+    """Normalise 'zh-CN' / 'ZH' to 'zh'; refuse codes no Whisper model knows."""
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    if language is None or language.strip().lower() in ("", "auto", "detect"):
+        return None
+    code = language.strip().lower().replace("_", "-").split("-")[0]
+    if code not in _LANGUAGE_CODES and code not in known:
+        raise InvalidInput(f"unknown language code {language!r} (use ISO 639-1 codes such as en, zh)", field="language")
+    return code
+
+
+def as_hub_error(exc: Exception) -> HubError:
+    return exc if isinstance(exc, HubError) else HubError(f"speech recognition failed: {type(exc).__name__}: {exc}")

@@ -1,0 +1,225 @@
+"""The 12345 hotline voice pipeline: a recorded call -> `listen` -> `reason` -> a reply text from a template
+per department/category -> `speak`.
+
+The pipeline is plain async code over three stage callables (`payload dict -> awaitable response model`),
+so the same code runs behind Ray Serve deployment handles (`serving/hotline_api.py`), in-process for the
+CLI (`local_stages`) and in tests. Stage errors (a 422 for Mandarin on an English-only `listen` model, a
+400 for a corrupt file) propagate unchanged.
+
+>>> stages = local_stages()                      # or handle_stages() inside the ingress
+>>> reply = await handle_call(HotlineCallRequest(audio=wav), stages, HotlineConfig.load())
+>>> reply.category, reply.department, reply.models["listen"].version
+('城乡建设', '市住房和城乡建设局', '1')
+"""
+
+from __future__ import annotations
+
+import asyncio
+import string
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from hub.contract import Blob, ModelInfo, WireModel
+from hub.errors import HubError, InvalidInput, Unprocessable
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "hotline.yaml"
+Stage = Callable[[dict], Awaitable[Any]]
+_PLACEHOLDERS = {"category", "department", "hotline"}
+
+
+# ---- configuration ------------------------------------------------------------------------------------
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LanguageTemplates(_Strict):
+    voice: str | None = None
+    default: str
+    needs_review: str
+    categories: dict[str, str] = {}
+    departments: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _known_placeholders(self) -> LanguageTemplates:
+        for template in [self.default, self.needs_review, *self.categories.values(), *self.departments.values()]:
+            names = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+            unknown = names - _PLACEHOLDERS
+            if unknown:
+                raise ValueError(f"template uses unknown placeholders {sorted(unknown)}: {template!r}")
+        return self
+
+
+class HotlineConfig(_Strict):
+    """Reply templates and names (configs/hotline.yaml)."""
+
+    hotline: str = "12345"
+    fallback_language: str = "zh"
+    max_similar_cases: int = Field(3, ge=0, le=20)
+    languages: dict[str, LanguageTemplates]
+    category_names_en: dict[str, str] = {}
+    department_names_en: dict[str, str] = {}
+    unknown_department_en: str = "the responsible department"
+
+    @model_validator(mode="after")
+    def _fallback_exists(self) -> HotlineConfig:
+        if self.fallback_language not in self.languages:
+            raise ValueError(f"fallback_language {self.fallback_language!r} has no templates")
+        return self
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> HotlineConfig:
+        path = Path(path or DEFAULT_CONFIG)
+        try:
+            return cls.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+        except (OSError, yaml.YAMLError, ValidationError) as exc:
+            raise InvalidInput(f"invalid hotline config {path}: {exc}") from exc
+
+
+# ---- wire types ---------------------------------------------------------------------------------------
+
+class HotlineCallRequest(WireModel):
+    audio: Blob
+    language: str | None = None  # passed to `listen`; None: detect / the model's language
+    voice: str | None = None  # reply voice; None: the template language's voice
+    format: Literal["wav", "mp3", "ogg"] = "wav"  # reply audio format
+
+
+class SimilarCase(WireModel):
+    model_config = ConfigDict(extra="allow")  # whatever `reason` says about a case, passed through
+
+
+class HotlineCallResponse(WireModel):
+    transcript: str
+    language: str
+    duration_s: float
+    category: str
+    confidence: float | None
+    department: str
+    needs_review: bool
+    review_reasons: list[str]  # why an operator should look (from reason, or "not_classified: ...")
+    similar_cases: list[SimilarCase]
+    reply_text: str
+    reply_audio: Blob
+    reply_media_type: str
+    reply_sample_rate_hz: int
+    reply_duration_s: float
+    models: dict[str, ModelInfo | None]  # stage -> the model version that answered
+
+
+# ---- the pipeline -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class HotlineStages:
+    listen: Stage
+    reason: Stage
+    speak: Stage
+
+
+@dataclass(frozen=True)
+class Routing:
+    """What the pipeline needs from a `reason` answer (models.textcls.ReasonResponse)."""
+
+    category: str
+    confidence: float | None
+    department: str
+    needs_review: bool
+    similar_cases: tuple[dict, ...]
+    review_reasons: tuple[str, ...] = ()
+
+
+def read_routing(reason_response: Any) -> Routing:
+    """Map a `reason` response to the routing the reply needs."""
+    data = reason_response.model_dump(mode="json") if hasattr(reason_response, "model_dump") else dict(reason_response)
+    confidence = data.get("confidence")
+    return Routing(
+        category=str(data.get("category") or ""), confidence=None if confidence is None else float(confidence),
+        department=str(data.get("department") or ""), needs_review=bool(data.get("needs_review", False)),
+        similar_cases=tuple(data.get("similar_cases") or ()), review_reasons=tuple(data.get("review_reasons") or ()),
+    )
+
+
+def unrouted(reason: str) -> Routing:
+    """A call `reason` would not classify (e.g. it refuses non-Chinese text): a human routes it."""
+    return Routing(category="", confidence=None, department="", needs_review=True, similar_cases=(),
+                   review_reasons=(reason,))
+
+
+def render_reply(config: HotlineConfig, language: str, routing: Routing) -> tuple[str, str | None]:
+    """(reply text, voice) for a routed call in the caller's language."""
+    lang = language if language in config.languages else config.fallback_language
+    templates = config.languages[lang]
+    if routing.needs_review or not routing.category:
+        template = templates.needs_review
+    else:
+        template = (templates.departments.get(routing.department)
+                    or templates.categories.get(routing.category) or templates.default)
+    category, department = routing.category, routing.department or "相关部门"
+    if lang != "zh":
+        category = config.category_names_en.get(routing.category, "your request")
+        department = config.department_names_en.get(routing.department, config.unknown_department_en)
+    return template.format(category=category, department=department, hotline=config.hotline), templates.voice
+
+
+async def handle_call(call: HotlineCallRequest, stages: HotlineStages, config: HotlineConfig) -> HotlineCallResponse:
+    """Run one call through listen -> reason -> reply template -> speak."""
+    heard = await stages.listen({"audio": call.audio, "language": call.language})
+    transcript = heard.text.strip()
+    if not transcript:
+        raise Unprocessable("no speech was recognised in the call", field="audio")
+    try:
+        reasoned = await stages.reason({"text": transcript})
+        routing = read_routing(reasoned)
+    except HubError as exc:
+        if not 400 <= exc.status_code < 500:
+            raise
+        # The classifier refused this text (too short, not Chinese, ...): the caller still gets an
+        # answer, and an operator routes the case by hand.
+        reasoned, routing = None, unrouted(f"not_classified: {exc.message}")
+    reply_text, template_voice = render_reply(config, heard.language, routing)
+    spoken = await stages.speak({"text": reply_text, "voice": call.voice or template_voice, "format": call.format})
+    return HotlineCallResponse(
+        transcript=transcript, language=heard.language, duration_s=heard.duration_s,
+        category=routing.category, confidence=routing.confidence, department=routing.department,
+        needs_review=routing.needs_review, review_reasons=list(routing.review_reasons),
+        similar_cases=[SimilarCase(**c) for c in routing.similar_cases[: config.max_similar_cases]],
+        reply_text=reply_text, reply_audio=spoken.audio, reply_media_type=spoken.media_type,
+        reply_sample_rate_hz=spoken.sample_rate_hz, reply_duration_s=spoken.duration_s,
+        models={"listen": heard.model, "reason": getattr(reasoned, "model", None), "speak": spoken.model},
+    )
+
+
+# ---- stage factories ----------------------------------------------------------------------------------
+
+def capability_stage(capability: Any, info: ModelInfo) -> Stage:
+    """A stage over an already loaded capability in this process (a batch of one, in a worker thread)."""
+    from hub.contract import run_batch, unwrap
+
+    async def run(payload: dict) -> Any:
+        try:
+            request = capability.request_type.model_validate(payload)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise InvalidInput(f"{capability.name}: {first.get('msg')}", field=".".join(map(str, first["loc"]))) from exc
+        return unwrap((await asyncio.to_thread(run_batch, capability, [request], info))[0])
+
+    return run
+
+
+def local_stages() -> HotlineStages:
+    """Stages that resolve each capability's champion from the registry and run it in this process
+    (`serving.local.predict_local`): what `hub hotline AUDIO` uses."""
+    from serving.local import predict_local
+
+    def stage(name: str) -> Stage:
+        async def run(payload: dict) -> Any:
+            return await asyncio.to_thread(predict_local, name, payload)
+
+        return run
+
+    return HotlineStages(listen=stage("listen"), reason=stage("reason"), speak=stage("speak"))
