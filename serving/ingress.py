@@ -60,8 +60,14 @@ def unwrap_remote(exc: BaseException) -> BaseException:
     return exc
 
 
+@app.exception_handler(HubError)
+async def _hub_error(request: Request, exc: HubError) -> JSONResponse:
+    return error_response(exc)
+
+
 @app.exception_handler(Exception)
 async def _any_error(request: Request, exc: Exception) -> JSONResponse:
+    # Ray's wrappers of a replica's HubError land here; unwrap_remote turns them back into 4xx
     return error_response(exc)
 
 
@@ -192,8 +198,12 @@ app.openapi = _openapi
 IngressDeployment = serve.deployment(serve.ingress(build_asgi_app)(Ingress))
 
 
-def _config():
+def current_config():
+    """The ServingConfig this ingress replica was built with (KeyError before construction)."""
     return _STATE["config"]
+
+
+_config = current_config
 
 
 async def _schema(capability: str) -> dict:
