@@ -20,7 +20,7 @@ from hub.settings import reset_settings
 
 API_KEY = "ci-test-key-0123456789"
 # Capabilities served in the session; each adds a replica (and its model's memory).
-SERVED = ["see"]
+SERVED = ["see", "read", "listen", "speak", "reason"]
 
 
 def free_port() -> int:
@@ -53,6 +53,7 @@ def hub_server(tmp_path_factory, shared_dir):
                    "num_cpus": 0.2, "batch": {"max_batch_size": 8, "max_wait_ms": 10}}
             for name in SERVED
         },
+        "streams": {"batch": {"max_batch_size": 4, "max_wait_ms": 5}, "num_cpus": 0.25},
     }
     config_path = home / "serving.yaml"
     config_path.write_text(yaml.safe_dump(config))

@@ -1,0 +1,189 @@
+"""`hub streams add|list|get|remove` and `hub events list|tail`: talk HTTP to a running hub.
+
+    hub streams add cam17 rtsp://10.0.0.17/s1 --zone kerb:0,0.7,1,0.7,1,1,0,1 --parking kerb:180
+    hub streams add lot "{shared_dir}/data/video/parking-lot-overhead.mp4" --loop --spec lot.yaml
+    hub streams list
+    hub events tail --camera cam17          # Server-Sent Events, one JSON line per event
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+streams = typer.Typer(help="Cameras analysed by a running hub (see, track, zones, rules).", no_args_is_help=True)
+events = typer.Typer(help="Events (illegal parking, spills) stored by a running hub.", no_args_is_help=True)
+
+URL = typer.Option("http://127.0.0.1:8000", "--url", help="the running hub")
+API_KEY = typer.Option(None, "--api-key", envvar="HUB_CLIENT_API_KEY", help="Bearer key when the hub needs one")
+
+
+def _client(url: str, api_key: str | None, timeout_s: float | None = 130.0):
+    import httpx
+
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    return httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout_s)
+
+
+def _check(resp) -> dict | list:
+    try:
+        body = resp.json()
+    except ValueError:
+        body = {"error": {"message": resp.text[:500]}}
+    if resp.status_code >= 400:
+        message = body.get("error", {}).get("message", resp.text[:500]) if isinstance(body, dict) else str(body)
+        typer.echo(f"error {resp.status_code}: {message}", err=True)
+        raise typer.Exit(2)
+    return body
+
+
+def _request(method: str, url: str, api_key: str | None, path: str, **kwargs):
+    import httpx
+
+    try:
+        with _client(url, api_key) as client:
+            return _check(client.request(method, path, **kwargs))
+    except httpx.HTTPError as exc:
+        typer.echo(f"error: cannot reach the hub at {url}: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def parse_zone(text: str) -> dict:
+    """`id:x1,y1,x2,y2,...` — values all <= 1 are taken as normalised."""
+    zone_id, _, coords = text.partition(":")
+    values = [float(v) for v in coords.split(",") if v.strip()]
+    if not zone_id or len(values) < 6 or len(values) % 2:
+        raise typer.BadParameter(f"zone {text!r}: expected id:x1,y1,x2,y2,x3,y3[,...]")
+    points = [[values[i], values[i + 1]] for i in range(0, len(values), 2)]
+    return {"zone_id": zone_id, "points": points, "normalized": all(0 <= v <= 1 for v in values)}
+
+
+def _rule(text: str, kind: str, key: str) -> dict:
+    zone_id, _, seconds = text.partition(":")
+    out = {"kind": kind, "zone_id": zone_id}
+    if seconds:
+        out[key] = float(seconds)
+    return out
+
+
+@streams.command("add")
+def add(
+    camera_id: str,
+    source: str = typer.Argument(..., help="rtsp://, http(s):// or a video file on the hub's machine"),
+    fps: float = typer.Option(5.0, "--fps", help="analysis frames per second"),
+    loop: bool = typer.Option(False, help="loop a video file"),
+    zone: list[str] = typer.Option([], help="id:x1,y1,x2,y2,... (repeatable; <=1 means normalised)"),
+    parking: list[str] = typer.Option([], help="zone_id[:min_dwell_s] — illegal-parking rule (repeatable)"),
+    spill: list[str] = typer.Option([], help="zone_id[:min_s] — debris/spill rule (repeatable)"),
+    rename: list[str] = typer.Option([], help="detector class=vehicle class, e.g. 'cell phone=car'"),
+    model: str = typer.Option(None, help="a registered detector, e.g. models:/overhead-cars@champion"),
+    webhook: list[str] = typer.Option([], help="POST each event here (repeatable)"),
+    spec: Path = typer.Option(None, help="YAML/JSON file with more camera fields (merged under the flags)"),
+    url: str = URL,
+    api_key: str = API_KEY,
+) -> None:
+    """Add a camera with its zones and rules."""
+    body: dict = {}
+    if spec is not None:
+        import yaml
+
+        body = yaml.safe_load(spec.read_text()) or {}
+    body.update(camera_id=camera_id, url=source, analysis_fps=fps)
+    if loop:
+        body["loop"] = True
+    if zone:
+        body["zones"] = [*body.get("zones", []), *(parse_zone(z) for z in zone)]
+    rules = [*(_rule(p, "illegal_parking", "min_dwell_s") for p in parking), *(_rule(s, "spill", "min_s") for s in spill)]
+    if rules:
+        body["rules"] = [*body.get("rules", []), *rules]
+    if rename:
+        pairs = dict(r.split("=", 1) for r in rename)
+        body["classes"] = {**body.get("classes", {}), "rename": pairs}
+    if model:
+        body["model"] = model
+    if webhook:
+        body["webhooks"] = [*body.get("webhooks", []), *webhook]
+    typer.echo(json.dumps(_request("POST", url, api_key, "/v1/streams", json=body), indent=2))
+
+
+@streams.command("list")
+def list_streams(as_json: bool = typer.Option(False, "--json"), url: str = URL, api_key: str = API_KEY) -> None:
+    """Cameras with state, analysed fps and drops."""
+    rows = _request("GET", url, api_key, "/v1/streams")["streams"]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        typer.echo(f"{r['camera_id']:20s} {r['state']:12s} fps={r['fps']:5.1f} analysed={r['frames_analysed']:7d} "
+                   f"skipped={r['frames_skipped']:6d} dropped={r['frames_dropped']:5d} events={r['events']:4d} "
+                   f"{r['last_error'] or ''}")
+
+
+@streams.command("get")
+def get(camera_id: str, url: str = URL, api_key: str = API_KEY) -> None:
+    """One camera's state and counters."""
+    typer.echo(json.dumps(_request("GET", url, api_key, f"/v1/streams/{camera_id}"), indent=2))
+
+
+@streams.command("remove")
+def remove(camera_id: str, url: str = URL, api_key: str = API_KEY) -> None:
+    """Stop analysing a camera."""
+    _request("DELETE", url, api_key, f"/v1/streams/{camera_id}")
+    typer.echo(f"removed {camera_id}")
+
+
+@events.command("list")
+def list_events(camera: str = typer.Option(None), rule: str = typer.Option(None),
+                since: str = typer.Option(None, help="Unix seconds or ISO-8601"), limit: int = 50,
+                url: str = URL, api_key: str = API_KEY) -> None:
+    """Stored events, newest first, one JSON object per line."""
+    params = {k: v for k, v in {"camera_id": camera, "rule": rule, "since": since, "limit": limit}.items() if v}
+    for event in _request("GET", url, api_key, "/v1/events", params=params)["events"]:
+        typer.echo(json.dumps(event))
+
+
+@events.command("tail")
+def tail(camera: str = typer.Option(None), rule: str = typer.Option(None),
+         after_seq: int = typer.Option(None, help="replay stored events after this feed position"),
+         max_events: int = typer.Option(0, help="stop after this many events (0: follow forever)"),
+         url: str = URL, api_key: str = API_KEY) -> None:
+    """Follow new events live (Server-Sent Events); one JSON object per line."""
+    import httpx
+
+    params = {k: v for k, v in {"camera_id": camera, "rule": rule, "after_seq": after_seq}.items() if v is not None}
+    seen = 0
+    try:
+        with _client(url, api_key, timeout_s=None) as client, \
+                client.stream("GET", "/v1/events/stream", params=params) as resp:
+            if resp.status_code >= 400:
+                resp.read()
+                _check(resp)
+            for event in iter_sse(resp.iter_lines()):
+                typer.echo(json.dumps(event), nl=True)
+                seen += 1
+                if max_events and seen >= max_events:
+                    return
+    except httpx.HTTPError as exc:
+        typer.echo(f"error: event stream from {url} broke: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    except KeyboardInterrupt:
+        return
+
+
+def iter_sse(lines):
+    """Parse Server-Sent Events lines into the JSON `data` of each event."""
+    data: list[str] = []
+    for line in lines:
+        if line == "":
+            if data:
+                yield json.loads("\n".join(data))
+                data = []
+        elif line.startswith("data:"):
+            data.append(line[5:].lstrip())
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(streams, name="streams")
+    app.add_typer(events, name="events")

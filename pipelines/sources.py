@@ -1,0 +1,293 @@
+"""Camera sources: a video file (once or looped), or an RTSP/HTTP stream decoded by FFmpeg (PyAV).
+
+Each source runs one reader thread that decodes the stream, keeps the camera's analysis rate
+(e.g. 5 of 25 fps, chosen by the stream's own timestamps) and hands over only the **latest**
+sampled frame: when inference falls behind, older frames are skipped and counted, never queued.
+A stream that drops, stalls or cannot be opened is reopened with exponential back-off; its state
+(`connecting / live / reconnecting / failed`, plus `ended` for a file read once and `stopped`)
+is visible at any time. Video time stays monotonic across loops and reconnects.
+
+>>> src = FrameSource("cam17", SourceConfig(url="rtsp://10.0.0.17/stream1", analysis_fps=5))
+>>> src.start()
+>>> frame = src.get(timeout_s=1.0)   # Frame(camera_id, frame_id, ts_s, image) or None
+>>> src.state, src.stats()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+NETWORK_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
+# Demuxers whose timestamps are invented by FFmpeg (frame count x nominal rate): use arrival time.
+_UNTIMED_FORMATS = {"mpjpeg", "mjpeg", "image2pipe", "jpeg_pipe"}
+
+
+@dataclass(frozen=True, eq=False)  # holds arrays: identity, not value, equality
+class Frame:
+    """One decoded RGB frame. `ts_s` is the stream's own (monotonic) time, `frame_id` counts the
+    frames read from this camera since it was added. Example: `Frame("cam17", 42, 8.4, rgb)`."""
+
+    camera_id: str
+    frame_id: int
+    ts_s: float
+    image: np.ndarray  # HxWx3 uint8 RGB
+    wall_s: float = 0.0  # time.time() when decoded (latency, not rules)
+
+
+class CameraState(StrEnum):
+    CONNECTING = "connecting"
+    LIVE = "live"
+    RECONNECTING = "reconnecting"
+    FAILED = "failed"
+    ENDED = "ended"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """How to read one camera.
+
+    `realtime`: deliver a file at its own frame rate like a camera would (None: files yes; a
+    `False` file source hands over every sampled frame and waits for the consumer instead, which
+    is what offline analysis and tests want). `max_failures`: consecutive failed attempts before
+    the state becomes `failed` (None: keep trying forever).
+    """
+
+    url: str
+    loop: bool = False
+    analysis_fps: float | None = 5.0
+    realtime: bool | None = None
+    open_timeout_s: float = 10.0
+    read_timeout_s: float = 5.0
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+    max_failures: int | None = None
+    options: dict[str, str] = field(default_factory=dict)  # FFmpeg options, e.g. rtsp_transport=tcp
+
+    @property
+    def is_network(self) -> bool:
+        return self.url.lower().startswith(NETWORK_SCHEMES)
+
+    def __hash__(self) -> int:
+        return hash((self.url, self.loop, self.analysis_fps, tuple(sorted(self.options.items()))))
+
+
+@dataclass
+class SourceStats:
+    frames_decoded: int = 0
+    frames_sampled: int = 0
+    frames_skipped: int = 0  # sampled but replaced by a newer frame before anyone took it
+    reconnects: int = 0  # times the stream came back after a drop
+    failures: int = 0  # consecutive failed attempts (0 once live)
+    last_error: str | None = None
+    last_ts_s: float | None = None
+
+
+def backoff_s(failures: int, initial_s: float, max_s: float) -> float:
+    """Exponential back-off for the n-th consecutive failure (1-based), capped."""
+    return min(max_s, initial_s * 2.0 ** max(0, failures - 1))
+
+
+class FrameSource:
+    """A camera reader thread with a one-frame hand-over slot. See the module docstring."""
+
+    def __init__(self, camera_id: str, config: SourceConfig, *, opener: Callable | None = None) -> None:
+        self.camera_id = camera_id
+        self.config = config
+        self._open = opener or _open_av
+        self._state = CameraState.CONNECTING
+        self._stats = SourceStats()
+        self._cond = threading.Condition()
+        self._slot: Frame | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._frame_id = 0
+        self._ts_base = 0.0  # video-time offset of the current connection
+        self._next_due = -np.inf
+        self._last_wall = 0.0  # monotonic time of the last decoded frame
+        self._was_live = False
+        self._looped = False  # the next connection is the same file from its start
+        realtime = config.realtime
+        self._lossless = not config.is_network and realtime is False
+        self._realtime = not config.is_network and realtime is not False
+
+    # -- consumer side -------------------------------------------------------------------------
+    @property
+    def state(self) -> CameraState:
+        return self._state
+
+    def stats(self) -> SourceStats:
+        with self._cond:
+            return SourceStats(**vars(self._stats))
+
+    def get(self, timeout_s: float = 1.0) -> Frame | None:
+        """The latest frame not yet taken, waiting up to `timeout_s`; None if none came."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while self._slot is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._stop.is_set():
+                    return None
+                if self._state in (CameraState.ENDED, CameraState.FAILED):
+                    return None
+                self._cond.wait(remaining)
+            frame, self._slot = self._slot, None
+            self._cond.notify_all()
+            return frame
+
+    @property
+    def finished(self) -> bool:
+        """True once nothing more will come (file ended, gave up, or stopped) and the slot is empty."""
+        return self._state in (CameraState.ENDED, CameraState.FAILED, CameraState.STOPPED) and self._slot is None
+
+    def start(self) -> FrameSource:
+        self._thread = threading.Thread(target=self._run, name=f"source-{self.camera_id}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        self._set_state(CameraState.STOPPED)
+
+    # -- reader thread ------------------------------------------------------------------------
+    def _set_state(self, state: CameraState) -> None:
+        with self._cond:
+            if self._state is not CameraState.STOPPED or state is CameraState.STOPPED:
+                self._state = state
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        cfg = self.config
+        first = True
+        while not self._stop.is_set():
+            if not self._looped:  # looping a file is not a reconnect: the state stays live
+                self._set_state(CameraState.CONNECTING if first else CameraState.RECONNECTING)
+            got_frames, reason = False, "eof"
+            try:
+                container = self._open(cfg)
+            except Exception as exc:  # FFmpeg/OS errors: the boundary of this thread
+                reason = f"open failed: {type(exc).__name__}: {exc}"
+            else:
+                try:
+                    got_frames = self._read(container)
+                except Exception as exc:
+                    reason = f"read failed: {type(exc).__name__}: {exc}"
+                finally:
+                    _close_quietly(container)
+            if self._stop.is_set():
+                break
+            if reason == "eof" and got_frames and not cfg.is_network:
+                if not cfg.loop:
+                    self._set_state(CameraState.ENDED)
+                    return
+                first, self._looped = False, True
+                continue  # loop the file at once; time continues from the last frame
+            with self._cond:
+                self._stats.failures += 1
+                self._stats.last_error = reason if reason != "eof" else "stream ended"
+                failures = self._stats.failures
+            log.warning("camera %s: %s (attempt %d)", self.camera_id, self._stats.last_error, failures)
+            if cfg.max_failures is not None and failures >= cfg.max_failures:
+                self._set_state(CameraState.FAILED)
+                return
+            first, self._looped = False, False
+            self._set_state(CameraState.RECONNECTING)
+            delay = backoff_s(failures, cfg.backoff_initial_s, cfg.backoff_max_s) * random.uniform(0.8, 1.2)
+            self._stop.wait(delay)
+        self._set_state(CameraState.STOPPED)
+
+    def _read(self, container) -> bool:
+        """Decode one connection until it ends; True if it yielded at least one frame."""
+        cfg = self.config
+        period = 1.0 / cfg.analysis_fps if cfg.analysis_fps else 0.0
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        untimed = cfg.is_network and getattr(container.format, "name", "") in _UNTIMED_FORMATS
+        nominal = float(stream.average_rate) if stream.average_rate else 25.0
+        pts0: float | None = None
+        wall0 = time.monotonic()
+        got = False
+        last = self._stats.last_ts_s
+        for av_frame in container.decode(stream):
+            if self._stop.is_set():
+                break
+            now = time.monotonic()
+            t = None if untimed else av_frame.time
+            if t is None:
+                t = now - wall0
+            if pts0 is None:
+                pts0 = t
+                if last is not None:
+                    # Continue video time after a loop (one frame later) or a reconnect (wall gap).
+                    gap = 1.0 / nominal if not cfg.is_network else max(1.0 / nominal, now - self._last_wall)
+                    self._ts_base = last + gap
+            ts = self._ts_base + (t - pts0)
+            if last is not None and ts <= last:
+                continue  # a repeated or out-of-order timestamp: keep time strictly increasing
+            if not got:
+                got = True
+                with self._cond:
+                    self._stats.reconnects += 1 if self._was_live and not self._looped else 0
+                    self._stats.failures = 0
+                self._was_live, self._looped = True, False
+                self._set_state(CameraState.LIVE)
+            last = ts
+            self._last_wall = now
+            with self._cond:
+                self._stats.frames_decoded += 1
+                self._stats.last_ts_s = ts
+            if period and ts + 1e-6 < self._next_due:
+                continue
+            self._next_due = self._next_due + period if self._next_due + period > ts else ts + period
+            if self._realtime:  # pace a file like a live camera
+                ahead = (ts - self._ts_base) - (now - wall0)
+                if ahead > 0 and self._stop.wait(ahead):
+                    break
+            image = av_frame.to_ndarray(format="rgb24")
+            self._publish(Frame(self.camera_id, self._frame_id, ts, image, wall_s=time.time()))
+            self._frame_id += 1
+        return got
+
+    def _publish(self, frame: Frame) -> None:
+        with self._cond:
+            if self._lossless:
+                while self._slot is not None and not self._stop.is_set():
+                    self._cond.wait(0.5)
+            elif self._slot is not None:
+                self._stats.frames_skipped += 1  # the consumer is behind: keep only the newest
+            self._slot = frame
+            self._stats.frames_sampled += 1
+            self._cond.notify_all()
+
+
+def _open_av(config: SourceConfig):
+    import av
+
+    if not config.is_network and not Path(config.url).exists():
+        raise FileNotFoundError(config.url)
+    options = dict(config.options)
+    if config.url.lower().startswith(("rtsp://", "rtsps://")):
+        options.setdefault("rtsp_transport", "tcp")
+    return av.open(config.url, options=options, timeout=(config.open_timeout_s, config.read_timeout_s))
+
+
+def _close_quietly(container) -> None:
+    # Closing a broken connection may raise again; there is nothing left to save.
+    with contextlib.suppress(Exception):
+        container.close()

@@ -1,0 +1,201 @@
+"""Typed configuration of cameras (YAML `configs/streams.yaml` and `POST /v1/streams`), validated
+once and turned into the frozen objects the pipeline runs on.
+
+>>> spec = CameraSpec.model_validate({"camera_id": "cam17", "url": "rtsp://10.0.0.17/s1",
+...     "zones": [{"zone_id": "kerb", "points": [[0, .7], [1, .7], [1, 1], [0, 1]], "normalized": True}],
+...     "rules": [{"kind": "illegal_parking", "zone_id": "kerb", "min_dwell_s": 180}]})
+>>> plan = spec.plan()          # CameraPlan(source=SourceConfig, mapping, tracker, rules)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from hub.errors import InvalidInput
+from pipelines.rules import ParkingRule, Rule, SpillRule, StaticChange, wanted_classes
+from pipelines.sources import SourceConfig
+from pipelines.track import TrackerConfig
+from pipelines.zones import VEHICLE_CLASSES, ClassMapping, Zone
+
+DEFAULT_MODEL = "models:/yolov8n-coco@champion"
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class ZoneSpec(_Wire):
+    zone_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    points: list[tuple[float, float]] = Field(min_length=3, max_length=256)
+    normalized: bool = False  # points are fractions 0..1 of width/height
+
+
+class ParkingSpec(_Wire):
+    kind: Literal["illegal_parking"] = "illegal_parking"
+    zone_id: str
+    min_dwell_s: float = Field(180.0, gt=0)
+    max_motion_px: float = Field(20.0, gt=0)
+    exit_grace_s: float = Field(5.0, ge=0)
+    classes: list[str] = sorted(VEHICLE_CLASSES)
+
+
+class SpillSpec(_Wire):
+    kind: Literal["spill"] = "spill"
+    zone_id: str
+    min_s: float = Field(10.0, gt=0)
+    max_motion_px: float = Field(20.0, gt=0)
+    exit_grace_s: float = Field(3.0, ge=0)
+    classes: list[str] = []  # detector classes that are debris, where the model has any
+    static_change: bool = True  # the model-free detector; works without a debris class
+    static_interval_s: float = Field(0.5, ge=0)  # how often the static-change detector looks
+    diff_threshold: float = Field(28.0, gt=0, le=255)
+    background_rate_per_s: float = Field(2.0, gt=0)
+    min_area_frac: float = Field(0.0008, gt=0, lt=1)
+    max_area_frac: float = Field(0.05, gt=0, le=1)
+
+
+RuleSpec = Annotated[ParkingSpec | SpillSpec, Field(discriminator="kind")]
+
+
+class ClassesSpec(_Wire):
+    """Per-camera reading of detector classes: `rename` e.g. {"cell phone": "car"} for overhead views."""
+
+    rename: dict[str, str] = {}
+    min_score: float = Field(0.1, ge=0, le=1)  # low boxes still help ByteTrack keep tracks
+
+
+class TrackerSpec(_Wire):
+    lost_track_s: float = Field(2.0, gt=0)
+    track_activation_threshold: float = Field(0.35, ge=0, le=1)
+    high_conf_det_threshold: float = Field(0.45, ge=0, le=1)
+    minimum_consecutive_frames: int = Field(2, ge=1)
+
+
+class CameraSpec(_Wire):
+    """One camera: where to read it, how often, which model, zones and rules."""
+
+    camera_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    url: str = Field(min_length=1, max_length=2048)
+    loop: bool = False
+    realtime: bool | None = None  # files: paced like a camera (default) or as fast as analysis goes
+    analysis_fps: float = Field(5.0, gt=0, le=60)
+    model: str | None = None  # a registered detector (e.g. a fine-tune for overhead views); None: default
+    classes: ClassesSpec = ClassesSpec()
+    tracker: TrackerSpec = TrackerSpec()
+    zones: list[ZoneSpec] = []
+    rules: list[RuleSpec] = []
+    webhooks: list[str] = []
+    max_failures: int | None = Field(None, ge=1)
+    options: dict[str, str] = {}  # FFmpeg options, e.g. {"rtsp_transport": "udp"}
+
+    @field_validator("webhooks")
+    @classmethod
+    def _urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"webhook {url!r} must be an http(s) URL")
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _model_ref(cls, value: str | None) -> str | None:
+        if value is not None:
+            from registry.ref import ModelRef
+
+            ModelRef.parse(value)
+        return value
+
+    @model_validator(mode="after")
+    def _zones_exist(self) -> CameraSpec:
+        ids = [z.zone_id for z in self.zones]
+        if len(set(ids)) != len(ids):
+            raise ValueError("zone ids must be unique per camera")
+        for rule in self.rules:
+            if rule.zone_id not in ids:
+                raise ValueError(f"rule {rule.kind} names zone {rule.zone_id!r}, which this camera lacks")
+        return self
+
+    def plan(self) -> CameraPlan:
+        zones = {z.zone_id: Zone(z.zone_id, z.points, normalized=z.normalized) for z in self.zones}
+        rules: list[Rule] = []
+        for r in self.rules:
+            if isinstance(r, ParkingSpec):
+                rules.append(ParkingRule(zone=zones[r.zone_id], min_dwell_s=r.min_dwell_s, max_motion_px=r.max_motion_px,
+                                         exit_grace_s=r.exit_grace_s, classes=frozenset(r.classes)))
+            else:
+                static = StaticChange(enabled=r.static_change, interval_s=r.static_interval_s,
+                                      diff_threshold=r.diff_threshold,
+                                      background_rate_per_s=r.background_rate_per_s, min_area_frac=r.min_area_frac,
+                                      max_area_frac=r.max_area_frac)
+                rules.append(SpillRule(zone=zones[r.zone_id], min_s=r.min_s, max_motion_px=r.max_motion_px,
+                                       exit_grace_s=r.exit_grace_s, classes=frozenset(r.classes), static=static))
+        source = SourceConfig(url=self.url, loop=self.loop, analysis_fps=self.analysis_fps, realtime=self.realtime,
+                              max_failures=self.max_failures, options=dict(self.options))
+        mapping = ClassMapping(rename=dict(self.classes.rename), keep=wanted_classes(rules),
+                               min_score=self.classes.min_score)
+        t = self.tracker
+        tracker = TrackerConfig(frame_rate_hz=self.analysis_fps, lost_track_s=t.lost_track_s,
+                                track_activation_threshold=t.track_activation_threshold,
+                                high_conf_det_threshold=t.high_conf_det_threshold,
+                                minimum_consecutive_frames=t.minimum_consecutive_frames)
+        return CameraPlan(self.camera_id, source, mapping, tracker, tuple(rules), tuple(self.webhooks), self.model)
+
+
+@dataclass(frozen=True)
+class CameraPlan:
+    """Everything the stream loop needs for one camera, validated and frozen."""
+
+    camera_id: str
+    source: SourceConfig
+    mapping: ClassMapping
+    tracker: TrackerConfig
+    rules: tuple[Rule, ...]
+    webhooks: tuple[str, ...] = ()
+    model: str | None = None
+
+
+class BatchSpec(_Wire):
+    max_batch_size: int = Field(16, ge=1, le=512)
+    max_wait_ms: float = Field(15.0, ge=0, le=10_000)
+    max_queue: int = Field(512, ge=1)
+    inflight_per_camera: int = Field(2, ge=1, le=8)  # frames of one camera in the batcher at once
+
+
+class StreamsConfig(_Wire):
+    """Options of the stream manager (the `streams:` section of the serving config, or a YAML file).
+
+    `file_roots`: folders a file source may be read from (besides `../shared/data` and the hub's
+    data dir) — an API caller cannot make the hub read arbitrary files.
+    """
+
+    model: str = DEFAULT_MODEL
+    device: str = "auto"
+    rect: bool = True  # letterbox to the frame's aspect (less compute for 16:9 cameras)
+    batch: BatchSpec = BatchSpec()
+    cameras: list[CameraSpec] = []
+    webhooks: list[str] = []
+    file_roots: list[Path] = []
+    persist_cameras: bool = True  # cameras added through the API come back after a restart
+    include: Path | None = None  # another YAML file with `cameras:` / `webhooks:` to merge in
+    num_cpus: float = 0.25  # read by serving/app.py for the deployment's actor options
+
+    @classmethod
+    def load(cls, path: Path) -> StreamsConfig:
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise InvalidInput(f"cannot read streams config {path}: {exc}") from exc
+        return cls.model_validate(data)
+
+    def resolved(self) -> StreamsConfig:
+        """This config with `include` merged in (cameras appended, webhooks added)."""
+        if self.include is None:
+            return self
+        other = StreamsConfig.load(self.include)
+        return self.model_copy(update={"cameras": [*self.cameras, *other.cameras],
+                                       "webhooks": [*self.webhooks, *other.webhooks], "include": None})

@@ -1,0 +1,273 @@
+"""The stream-manager deployment: owns the camera loop, the detector(s) it batches for, the event
+store and webhook delivery. The HTTP routes are in `serving/streams_api.py`.
+
+One replica (cameras are long-lived connections; scale by running more hubs). The detector is
+resolved from the registry (`models:/yolov8n-coco@champion` by default, or a camera's own `model`,
+e.g. a fine-tuned overhead-car detector) and loaded once per distinct reference.
+
+>>> StreamManager.options(name="streams").bind({"include": "configs/streams.yaml"})
+>>> await handle.add_stream.remote({"camera_id": "cam17", "url": "rtsp://...", "zones": [...], "rules": [...]})
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from ray import serve
+
+from hub.errors import InvalidInput, ModelLoadError
+from hub.settings import apply_runtime_env
+
+log = logging.getLogger("ray.serve")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _spec_error(exc: ValidationError) -> InvalidInput:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ())) or None
+    return InvalidInput(f"{where or 'body'}: {first.get('msg')}", field=where)
+
+
+class StreamManagerCore:
+    """Everything the deployment does, without Ray (tests drive it in-process).
+
+    `detector_factory(model_ref) -> (detector, info)` replaces the registry lookup in tests.
+    Example: `core = StreamManagerCore({"file_roots": ["/videos"]}); core.add_stream({...})`.
+    """
+
+    def __init__(self, options: dict | None = None, *, detector_factory=None, data_dir: Path | None = None) -> None:
+        from pipelines.events import EventStore, WebhookSender
+        from pipelines.stream_config import StreamsConfig
+        from pipelines.streams import EventSink, StreamRunner
+
+        settings = apply_runtime_env()
+        try:
+            config = StreamsConfig.model_validate(_resolve_paths(options or {})).resolved()
+        except ValidationError as exc:
+            raise _spec_error(exc) from exc
+        self.config = config
+        self.settings = settings
+        self.data_dir = Path(data_dir or settings.data_dir)
+        self.store = EventStore.open(self.data_dir)
+        self.sender = WebhookSender(self.store).start()
+        self.sink = EventSink(self.store, self.sender, config.webhooks)
+        self._detector_factory = detector_factory or self._load_detector
+        self._batchers: dict[str, Any] = {}
+        self._models: dict[str, dict] = {}
+        self._lock = threading.Lock()
+        self.runner = StreamRunner(self._batcher_for, self.sink, inflight=config.batch.inflight_per_camera)
+        self._persist_path = self.data_dir / "streams" / "cameras.json"
+        self._api_cameras: dict[str, dict] = {}
+        for spec in config.cameras:
+            self._start(spec)
+        if config.persist_cameras:
+            for raw in self._load_persisted():
+                try:
+                    self.add_stream(raw, persist=False, replace=True)
+                except Exception as exc:  # one bad saved camera must not stop the others
+                    log.error("streams: cannot restore camera %s: %s", raw.get("camera_id"), exc)
+
+    # -- detectors and batchers ---------------------------------------------------------------
+    def _load_detector(self, ref: str):
+        from models.detection import Detector
+        from registry.store import MlflowStore
+        from serving.deployment import pick_device
+
+        resolved = MlflowStore.from_settings().resolve(ref)
+        detector = Detector(rect=self.config.rect)
+        try:
+            detector.load(resolved.artifact_dir, pick_device(self.config.device))
+        except Exception as exc:
+            raise ModelLoadError(f"{ref} failed to load for streams: {exc}") from exc
+        return detector, {"name": resolved.name, "version": resolved.version, "alias": resolved.alias}
+
+    def _batcher_for(self, model: str | None):
+        from gpu.batcher import DynamicBatcher
+        from gpu.policy import BatchPolicy
+        from pipelines.streams import detect_fn
+
+        ref = model or self.config.model
+        with self._lock:
+            if ref not in self._batchers:
+                detector, info = self._detector_factory(ref)
+                b = self.config.batch
+                policy = BatchPolicy(max_batch_size=b.max_batch_size, max_wait_ms=b.max_wait_ms,
+                                     max_queue=b.max_queue, max_queue_per_key=b.inflight_per_camera, drop="oldest")
+                self._batchers[ref] = DynamicBatcher(detect_fn(detector), policy, name=f"streams:{ref}")
+                self._models[ref] = info
+            return self._batchers[ref]
+
+    # -- cameras ------------------------------------------------------------------------------
+    def _check_source(self, url: str) -> None:
+        from pipelines.sources import NETWORK_SCHEMES
+
+        if url.lower().startswith(NETWORK_SCHEMES):
+            return
+        if "://" in url:
+            raise InvalidInput(f"unsupported source {url.split('://')[0]}:// (use rtsp, http(s), or a file)", field="url")
+        path = Path(url).resolve()
+        roots = [self.settings.shared_dir / "data", self.data_dir, *self.config.file_roots]
+        if not any(path == r.resolve() or r.resolve() in path.parents for r in roots):
+            raise InvalidInput("file sources must lie under the hub's data folders or `file_roots`", field="url")
+        if not path.is_file():
+            raise InvalidInput(f"no such video file: {url}", field="url")
+
+    def _start(self, spec, *, replace: bool = False) -> dict:
+        spec = spec.model_copy(update={"url": _expand_url(spec.url, self.settings)})
+        self._check_source(spec.url)
+        return self.runner.add(spec.plan(), replace=replace)
+
+    def add_stream(self, payload: dict, *, persist: bool = True, replace: bool = False) -> dict:
+        from pipelines.stream_config import CameraSpec
+
+        try:
+            spec = CameraSpec.model_validate(payload)
+        except ValidationError as exc:
+            raise _spec_error(exc) from exc
+        stats = self._start(spec, replace=replace)
+        if persist and self.config.persist_cameras:
+            self._api_cameras[spec.camera_id] = spec.model_dump(mode="json")
+            self._save_persisted()
+        elif not persist:
+            self._api_cameras[spec.camera_id] = spec.model_dump(mode="json")
+        return stats
+
+    def remove_stream(self, camera_id: str) -> dict:
+        stats = self.runner.remove(camera_id)
+        if self._api_cameras.pop(camera_id, None) is not None and self.config.persist_cameras:
+            self._save_persisted()
+        return stats
+
+    def list_streams(self) -> list[dict]:
+        return self.runner.list()
+
+    def get_stream(self, camera_id: str) -> dict:
+        out = self.runner.stats(camera_id)
+        model = self.runner.worker(camera_id).plan.model or self.config.model
+        out["model"] = self._models.get(model)
+        return out
+
+    def _load_persisted(self) -> list[dict]:
+        try:
+            return list(json.loads(self._persist_path.read_text()))
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError) as exc:
+            log.error("streams: unreadable %s: %s", self._persist_path, exc)
+            return []
+
+    def _save_persisted(self) -> None:
+        self._persist_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._persist_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(list(self._api_cameras.values()), indent=1))
+        tmp.replace(self._persist_path)
+
+    # -- events -------------------------------------------------------------------------------
+    def list_events(self, camera_id: str | None = None, rule: str | None = None, since: float | None = None,
+                    limit: int = 100) -> list[dict]:
+        return [e.to_dict() for e in self.store.list_events(camera_id, rule, since, limit)]
+
+    def get_event(self, event_id: str) -> dict:
+        return self.store.get(event_id).to_dict()
+
+    def get_snapshot(self, event_id: str) -> bytes:
+        return self.store.snapshot_bytes(event_id)
+
+    def feed(self, after_seq: int, camera_id: str | None = None, rule: str | None = None, limit: int = 100) -> list[dict]:
+        items = self.store.feed(after_seq, limit)
+        return [e.to_dict() for e in items
+                if (camera_id is None or e.event.camera_id == camera_id) and (rule is None or e.event.rule == rule)] \
+            + ([{"seq": items[-1].seq, "type": "cursor"}] if items else [])
+
+    def status(self) -> dict:
+        return {"cameras": len(self.runner.list()), "models": dict(self._models),
+                "deliveries": self.store.delivery_counts(),
+                "batchers": {ref: vars(b.stats()) for ref, b in self._batchers.items()}}
+
+    def close(self) -> None:
+        self.runner.close()
+        self.sender.stop()
+        for batcher in self._batchers.values():
+            batcher.close(drain=False)
+        self.store.close()
+
+
+def _resolve_paths(options: dict) -> dict:
+    """Relative paths in the serving config are relative to the repository, not the worker's cwd."""
+    out = dict(options)
+    if out.get("include"):
+        out["include"] = str(REPO / out["include"]) if not Path(out["include"]).is_absolute() else out["include"]
+    out["file_roots"] = [str(REPO / p) if not Path(p).is_absolute() else p for p in out.get("file_roots", [])]
+    return out
+
+
+def _expand_url(url: str, settings) -> str:
+    """`{shared_dir}` / `{data_dir}` in a file URL, so configs do not hard-code machine paths."""
+    return url.replace("{shared_dir}", str(settings.shared_dir)).replace("{data_dir}", str(settings.data_dir))
+
+
+@serve.deployment(health_check_period_s=10)
+class StreamManager:
+    """Ray Serve face of `StreamManagerCore`; blocking work runs in threads off the event loop."""
+
+    def __init__(self, options: dict | None = None) -> None:
+        self.core = StreamManagerCore(options)
+
+    async def add_stream(self, payload: dict) -> dict:
+        return await asyncio.to_thread(self.core.add_stream, payload)
+
+    async def list_streams(self) -> list[dict]:
+        return self.core.list_streams()
+
+    async def get_stream(self, camera_id: str) -> dict:
+        return self.core.get_stream(camera_id)
+
+    async def remove_stream(self, camera_id: str) -> dict:
+        return await asyncio.to_thread(self.core.remove_stream, camera_id)
+
+    async def list_events(self, camera_id: str | None = None, rule: str | None = None, since: float | None = None,
+                          limit: int = 100) -> list[dict]:
+        return await asyncio.to_thread(self.core.list_events, camera_id, rule, since, limit)
+
+    async def get_snapshot(self, event_id: str) -> bytes:
+        return await asyncio.to_thread(self.core.get_snapshot, event_id)
+
+    async def status(self) -> dict:
+        return self.core.status()
+
+    async def subscribe(self, after_seq: int | None = None, camera_id: str | None = None, rule: str | None = None,
+                        poll_s: float = 0.5, heartbeat_s: float = 15.0) -> AsyncIterator[dict]:
+        """Events as they are stored (each start and end once), oldest first, then live.
+        Call with `handle.options(stream=True).subscribe.remote(...)`; yields `{"type": "heartbeat"}`
+        during silence so the HTTP side can keep the connection alive."""
+        seq = self.core.store.last_seq() if after_seq is None else int(after_seq)
+        quiet_since = time.monotonic()
+        while True:
+            items = await asyncio.to_thread(self.core.feed, seq, camera_id, rule)
+            for item in items:
+                seq = max(seq, int(item["seq"]))
+                if item.get("type") != "cursor":
+                    quiet_since = time.monotonic()
+                    yield item
+            if not items:
+                if time.monotonic() - quiet_since >= heartbeat_s:
+                    quiet_since = time.monotonic()
+                    yield {"type": "heartbeat", "seq": seq}
+                await asyncio.sleep(poll_s)
+
+    def check_health(self) -> None:
+        if not self.core.sender.alive:
+            raise RuntimeError("webhook sender stopped")
+
+    def __del__(self) -> None:
+        core = getattr(self, "core", None)
+        if core is not None:
+            core.close()

@@ -1,0 +1,119 @@
+"""HTTP routes of the stream pipeline, included by the ingress (`serving/ingress.py`).
+
+    POST   /v1/streams                      add a camera (CameraSpec JSON: url, zones, rules, ...)
+    GET    /v1/streams                      all cameras with state, fps, drops
+    GET    /v1/streams/{camera_id}          one camera
+    DELETE /v1/streams/{camera_id}          stop and remove a camera
+    GET    /v1/events?camera_id=&rule=&since=&limit=    stored events, newest first
+    GET    /v1/events/stream?camera_id=&rule=&after_seq=  live feed (Server-Sent Events)
+    GET    /v1/events/{event_id}/snapshot.jpg            the JPEG with the box drawn
+
+`since` is a Unix time in seconds or an ISO-8601 time; SSE resumes from `Last-Event-ID`.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response, StreamingResponse
+
+from hub.errors import InvalidInput
+from serving.handles import get_handle
+
+router = APIRouter(prefix="/v1", tags=["streams"])
+TIMEOUT_S = 120.0  # adding a camera may load a detector first
+
+
+async def _call(response: Any, timeout_s: float = TIMEOUT_S) -> Any:
+    from serving.ingress import call  # the ingress imports this module: import at call time
+
+    return await call(response, timeout_s)
+
+
+def _streams():
+    return get_handle("streams")
+
+
+def parse_since(value: str | None) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise InvalidInput("since must be Unix seconds or an ISO-8601 time", field="since") from None
+
+
+@router.post("/streams")
+async def add_stream(request: Request) -> Any:
+    """Add a camera at run time; body: `{camera_id, url, analysis_fps, zones, rules, classes, webhooks}`."""
+    try:
+        payload = json.loads(await request.body() or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"body is not valid JSON: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise InvalidInput("body must be a JSON object describing the camera")
+    return await _call(_streams().add_stream.remote(payload))
+
+
+@router.get("/streams")
+async def list_streams() -> Any:
+    return {"streams": await _call(_streams().list_streams.remote())}
+
+
+@router.get("/streams/{camera_id}")
+async def get_stream(camera_id: str) -> Any:
+    return await _call(_streams().get_stream.remote(camera_id))
+
+
+@router.delete("/streams/{camera_id}")
+async def remove_stream(camera_id: str) -> Any:
+    return await _call(_streams().remove_stream.remote(camera_id))
+
+
+@router.get("/events")
+async def list_events(camera_id: str | None = None, rule: str | None = None, since: str | None = None,
+                      limit: int = 100) -> Any:
+    if not 1 <= limit <= 10_000:
+        raise InvalidInput("limit must be 1..10000", field="limit")
+    events = await _call(_streams().list_events.remote(camera_id, rule, parse_since(since), limit))
+    return {"events": events}
+
+
+@router.get("/events/stream")
+async def event_stream(request: Request, camera_id: str | None = None, rule: str | None = None,
+                       after_seq: int | None = None) -> StreamingResponse:
+    """Server-Sent Events: `id: <seq>`, `event: started|ended`, `data: <event JSON>`; a comment line
+    every ~15 s keeps proxies from closing an idle connection."""
+    last_id = request.headers.get("last-event-id")
+    if after_seq is None and last_id and last_id.isdigit():
+        after_seq = int(last_id)
+    generator = _streams().options(stream=True).subscribe.remote(after_seq, camera_id, rule)
+
+    async def body():
+        try:
+            yield ": connected\n\n"
+            async for item in generator:
+                if await request.is_disconnected():
+                    break
+                if item.get("type") == "heartbeat":
+                    yield ": keep-alive\n\n"
+                    continue
+                yield f"id: {item['seq']}\nevent: {item['phase']}\ndata: {json.dumps(item)}\n\n"
+        finally:
+            generator.cancel()
+
+    return StreamingResponse(body(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.get("/events/{event_id}/snapshot.jpg")
+async def snapshot(event_id: str) -> Response:
+    data = await _call(_streams().get_snapshot.remote(event_id), 30.0)
+    return Response(content=data, media_type="image/jpeg")
