@@ -27,7 +27,7 @@ def image_size(data: bytes, *, field: str = "image") -> tuple[int, int]:
                 return img.size
     except Image.DecompressionBombError as exc:
         raise PayloadTooLarge(f"image has too many pixels: {exc}", field=field) from exc
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, ImportError) as exc:  # ImportError: a plugin that fails to load
         raise InvalidInput("image could not be decoded (expected JPEG, PNG, BMP or WebP)", field=field) from exc
 
 
@@ -46,7 +46,8 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, field: st
             with Image.open(io.BytesIO(data)) as img:
                 img = ImageOps.exif_transpose(img)
                 return np.asarray(img.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, ImportError,
+            Image.DecompressionBombError) as exc:
         raise InvalidInput(f"image could not be decoded: {exc}", field=field) from exc
 
 

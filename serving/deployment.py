@@ -123,8 +123,14 @@ class CapabilityServer:
                 if self.active is None:
                     raise
                 return False
+            previous = self.active
             self.active = Loaded(loaded.capability, loaded.info.model_copy(update={"alias": ref.alias}),
                                  loaded.loaded_at_s)
+            if previous is not None and hasattr(previous.capability, "close"):
+                # batches already running on the old version finish first; then free its resources
+                timer = threading.Timer(self.config.timeout_s, previous.capability.close)
+                timer.daemon = True
+                timer.start()
             self.last_error = None
             log.info("capability %s now serves %s version %s", self.name, ref.name, target)
             return True

@@ -54,5 +54,5 @@ def pytest_collection_modifyitems(config, items):
     # Markers follow the path: tests/**/gpu_* need a GPU, tests/**/slow_* are long.
     for item in items:
         name = Path(str(item.fspath)).name
-        if name.startswith("test_gpu_") or "gpu" in item.keywords:
+        if name.startswith("test_gpu_") or item.get_closest_marker("gpu") is not None:
             item.add_marker(pytest.mark.gpu)
