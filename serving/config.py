@@ -87,7 +87,6 @@ class ServingConfig(_Strict):
     ray: RayConfig = RayConfig()
     capabilities: dict[str, CapabilityConfig]
     streams: dict | None = None  # options of the stream manager (see configs/streams.yaml)
-    hotline: bool = False  # serve POST /v1/hotline/call (needs listen, reason, speak)
 
     @property
     def auth_required(self) -> bool:

@@ -303,7 +303,7 @@ async def _payload(request: Request, capability: str) -> Any:
         for key, value in form.multi_items():
             if hasattr(value, "read"):
                 fields[upload_field] = await value.read()
-            else:
+            elif value.strip():  # an empty form field means "not given", not an empty value
                 fields[key] = _maybe_json(value)
         if upload_field not in fields:
             raise InvalidInput(f"multipart upload has no file part (expected field {upload_field!r})",

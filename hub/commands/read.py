@@ -1,0 +1,42 @@
+"""`hub read IMAGE`: OCR an image, and read a certificate's fields, with the `read` champion."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+
+
+class DocType(StrEnum):
+    id_card = "id_card"
+    business_licence = "business_licence"
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def read(
+        image: Path = typer.Argument(..., exists=True, dir_okay=False, help="JPEG/PNG/BMP/WebP file"),
+        doc_type: DocType = typer.Option(None, "--type", "-t", help="the certificate shown (default: detect it)"),
+        as_json: bool = typer.Option(False, "--json", help="print the response as the API returns it"),
+        model: str = typer.Option(None, help="models:/<name>@<alias> or /<version> (default: the champion)"),
+    ) -> None:
+        """Print the text lines in IMAGE and, for an ID card or business licence, its fields."""
+        from hub.errors import HubError
+        from serving.local import predict_local
+
+        request = {"image": image.read_bytes(), "document_type": doc_type.value if doc_type else None}
+        try:
+            response = predict_local("read", request, model=model)
+        except HubError as exc:
+            typer.echo(f"error ({exc.status_code}): {exc}", err=True)
+            raise typer.Exit(2) from exc
+        if as_json:
+            typer.echo(json.dumps(response.model_dump(mode="json"), ensure_ascii=False, indent=2))
+            return
+        typer.echo(f"{image.name}: {len(response.lines)} lines, document type: {response.document_type or '-'}")
+        for line in response.lines:
+            typer.echo(f"  {line.score:.2f}  {line.text}")
+        for key, field in response.fields.items():
+            typer.echo(f"  {key:<24} {field.status:<16} {field.value if field.value is not None else '-'}")
