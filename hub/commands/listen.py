@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -17,15 +16,10 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option(None, help="models:/<name>@<alias> or /<version> (default: the champion)"),
     ) -> None:
         """Print the transcript of AUDIO."""
-        from hub.errors import HubError
-        from serving.local import predict_local
+        from hub.commands._local import echo_json, predict_or_exit
 
-        try:
-            response = predict_local("listen", {"audio": audio.read_bytes(), "language": language}, model=model)
-        except HubError as exc:
-            typer.echo(f"error ({exc.status_code}): {exc}", err=True)
-            raise typer.Exit(2) from exc
+        response = predict_or_exit("listen", {"audio": audio.read_bytes(), "language": language}, model)
         if as_json:
-            typer.echo(json.dumps(response.model_dump(mode="json"), ensure_ascii=False, indent=2))
+            echo_json(response)
         else:
             typer.echo(response.text)

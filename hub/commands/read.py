@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from enum import StrEnum
 from pathlib import Path
 
@@ -23,17 +22,12 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option(None, help="models:/<name>@<alias> or /<version> (default: the champion)"),
     ) -> None:
         """Print the text lines in IMAGE and, for an ID card or business licence, its fields."""
-        from hub.errors import HubError
-        from serving.local import predict_local
+        from hub.commands._local import echo_json, predict_or_exit
 
         request = {"image": image.read_bytes(), "document_type": doc_type.value if doc_type else None}
-        try:
-            response = predict_local("read", request, model=model)
-        except HubError as exc:
-            typer.echo(f"error ({exc.status_code}): {exc}", err=True)
-            raise typer.Exit(2) from exc
+        response = predict_or_exit("read", request, model)
         if as_json:
-            typer.echo(json.dumps(response.model_dump(mode="json"), ensure_ascii=False, indent=2))
+            echo_json(response)
             return
         typer.echo(f"{image.name}: {len(response.lines)} lines, document type: {response.document_type or '-'}")
         for line in response.lines:

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -41,15 +40,11 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option(None, help="models:/<name>@<alias> or /<version> (default: the champion)"),
     ) -> None:
         """Category, department, review flag and similar past cases of TEXT."""
-        from hub.errors import HubError
-        from serving.local import predict_local
+        from hub.commands._local import echo_json, predict_or_exit
 
-        try:
-            r = predict_local("reason", {"text": text, "top_k": top_k, "cases_k": cases_k}, model=model)
-        except HubError as exc:
-            _fail(exc)
+        r = predict_or_exit("reason", {"text": text, "top_k": top_k, "cases_k": cases_k}, model)
         if as_json:
-            typer.echo(json.dumps(r.model_dump(mode="json"), ensure_ascii=False, indent=2))
+            echo_json(r)
             return
         review = f"yes ({', '.join(r.review_reasons)})" if r.needs_review else "no"
         typer.echo(f"category:     {r.category} ({r.confidence:.3f})")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -18,17 +17,12 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option(None, help="models:/<name>@<alias> or /<version> (default: the champion)"),
     ) -> None:
         """Print the detections in IMAGE (boxes in the image's pixels)."""
-        from hub.errors import HubError
-        from serving.local import predict_local
+        from hub.commands._local import echo_json, predict_or_exit
 
         request = {"image": image.read_bytes(), "classes": classes or None, "min_score": min_score}
-        try:
-            response = predict_local("see", request, model=model)
-        except HubError as exc:
-            typer.echo(f"error ({exc.status_code}): {exc}", err=True)
-            raise typer.Exit(2) from exc
+        response = predict_or_exit("see", request, model)
         if as_json:
-            typer.echo(json.dumps(response.model_dump(mode="json"), ensure_ascii=False, indent=2))
+            echo_json(response)
             return
         typer.echo(f"{image.name}: {response.image_width}x{response.image_height}, {len(response.detections)} objects")
         for d in response.detections:

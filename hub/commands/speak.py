@@ -19,18 +19,13 @@ def register(app: typer.Typer) -> None:
         sample_rate_hz: int = typer.Option(None, help="resample, e.g. 8000 for a phone line"),
     ) -> None:
         """Write TEXT as speech to OUTPUT (the format follows the file extension)."""
-        from hub.errors import HubError
-        from serving.local import predict_local
+        from hub.commands._local import predict_or_exit
 
         fmt = _FORMATS.get(output.suffix.lower())
         if fmt is None:
             typer.echo(f"error: unknown extension {output.suffix!r}; use .wav, .mp3 or .ogg", err=True)
             raise typer.Exit(2)
         request = {"text": text, "voice": voice, "speed": speed, "format": fmt, "sample_rate_hz": sample_rate_hz}
-        try:
-            response = predict_local("speak", request)
-        except HubError as exc:
-            typer.echo(f"error ({exc.status_code}): {exc}", err=True)
-            raise typer.Exit(2) from exc
+        response = predict_or_exit("speak", request)
         output.write_bytes(response.audio)
         typer.echo(f"{output}: {response.duration_s:.2f} s at {response.sample_rate_hz} Hz, voice {response.voice}")
