@@ -9,8 +9,6 @@ from typer.testing import CliRunner
 
 from training.ocr_synth import generate
 
-pytest.importorskip("serving.local")
-
 
 @pytest.fixture
 def id_card_back(tmp_path):
