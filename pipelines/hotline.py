@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hub.contract import Blob, ModelInfo, WireModel
 from hub.errors import HubError, InvalidInput, Unprocessable
+from hub.yamlconfig import read_yaml_mapping
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "hotline.yaml"
 Stage = Callable[[dict], Awaitable[Any]]
@@ -76,8 +76,8 @@ class HotlineConfig(_Strict):
     def load(cls, path: Path | None = None) -> HotlineConfig:
         path = Path(path or DEFAULT_CONFIG)
         try:
-            return cls.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
-        except (OSError, yaml.YAMLError, ValidationError) as exc:
+            return cls.model_validate(read_yaml_mapping(path, "hotline config"))
+        except ValidationError as exc:
             raise InvalidInput(f"invalid hotline config {path}: {exc}") from exc
 
 

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from hub.errors import InvalidInput
+from hub.yamlconfig import read_yaml_mapping
 from pipelines.rules import ParkingRule, Rule, SpillRule, StaticChange, wanted_classes
 from pipelines.sources import SourceConfig
 from pipelines.track import TrackerConfig
@@ -186,11 +185,7 @@ class StreamsConfig(_Wire):
 
     @classmethod
     def load(cls, path: Path) -> StreamsConfig:
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise InvalidInput(f"cannot read streams config {path}: {exc}") from exc
-        return cls.model_validate(data)
+        return cls.model_validate(read_yaml_mapping(path, "streams config"))
 
     def resolved(self) -> StreamsConfig:
         """This config with `include` merged in (cameras appended, webhooks added)."""

@@ -9,10 +9,9 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from hub.errors import InvalidInput
+from hub.yamlconfig import read_yaml_mapping
 from registry.ref import ModelRef
 
 
@@ -94,8 +93,4 @@ class ServingConfig(_Strict):
 
     @classmethod
     def load(cls, path: Path) -> ServingConfig:
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise InvalidInput(f"cannot read serving config {path}: {exc}") from exc
-        return cls.model_validate(data)
+        return cls.model_validate(read_yaml_mapping(path, "serving config"))

@@ -12,9 +12,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import yaml
-
 from hub.errors import InvalidInput
+from hub.yamlconfig import read_yaml_mapping
 
 REPO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "reason.yaml"
 
@@ -64,13 +63,7 @@ class ReasonConfig:
     @classmethod
     def load(cls, path: Path | None = None) -> ReasonConfig:
         path = path or default_path()
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise InvalidInput(f"cannot read reason config {path}: {exc}") from exc
-        if not isinstance(raw, dict):
-            raise InvalidInput(f"{path}: expected a mapping at the top level")
-        return cls.from_dict(raw, str(path))
+        return cls.from_dict(read_yaml_mapping(path, "reason config"), str(path))
 
 
 def default_path() -> Path:
