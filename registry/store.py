@@ -227,11 +227,11 @@ class MlflowStore:
                                     description=rm.description or ""))
         return sorted(out, key=lambda s: s.name)
 
-    def exists(self, name: str) -> bool:
+    def has_version(self, name: str, version: str) -> bool:
         from mlflow.exceptions import MlflowException
 
         try:
-            self.client.get_registered_model(name)
+            self.client.get_model_version(name, str(version))
             return True
         except MlflowException:
             return False

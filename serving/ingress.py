@@ -203,8 +203,6 @@ def current_config():
     return _STATE["config"]
 
 
-_config = current_config
-
 
 async def _schema(capability: str) -> dict:
     schemas = _STATE.setdefault("schemas", {})
@@ -220,7 +218,7 @@ def _capability(capability: str) -> str:
 
 
 def _timeout(capability: str) -> float:
-    return _config().capabilities[capability].timeout_s
+    return current_config().capabilities[capability].timeout_s
 
 
 async def _statuses() -> list[dict]:
@@ -252,7 +250,7 @@ async def models() -> dict:
 
 @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
 async def metrics() -> PlainTextResponse:
-    text = await asyncio.to_thread(_fetch_metrics, _config().ray.metrics_export_port)
+    text = await asyncio.to_thread(_fetch_metrics, current_config().ray.metrics_export_port)
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
 
@@ -283,7 +281,7 @@ async def predict(capability: str, request: Request) -> Any:
 
 
 async def _payload(request: Request, capability: str) -> Any:
-    body = await read_body(request, _config().http.max_body_bytes)
+    body = await read_body(request, current_config().http.max_body_bytes)
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     # curl -d sends JSON as x-www-form-urlencoded unless told otherwise: accept it
     looks_json = content_type == "application/x-www-form-urlencoded" and body.lstrip()[:1] == b"{"

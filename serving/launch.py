@@ -24,8 +24,9 @@ def check_models(config: ServingConfig, store: MlflowStore) -> None:
     missing = []
     for capability, cap in config.capabilities.items():
         ref = ModelRef.parse(cap.model)
-        version = ref.version if ref.version else store.alias_version(ref.name, ref.alias)
-        if version is None or not store.exists(ref.name):
+        found = store.has_version(ref.name, ref.version) if ref.version else \
+            store.alias_version(ref.name, ref.alias) is not None
+        if not found:
             missing.append(f"{capability}: {ref}")
     if missing:
         raise ModelNotFound("these model references do not resolve in the registry "

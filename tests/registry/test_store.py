@@ -80,3 +80,22 @@ def test_bootstrap_is_idempotent(hub_home, tmp_path):
     second = bootstrap(store, defaults, tmp_path, hub_home)
     assert [(r.version, r.created) for r in first + second] == [("1", True), ("1", False)]
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("model", "ok"),
+    [("models:/echo@champion", True), ("models:/echo/1", True), ("models:/echo/9", False),
+     ("models:/echo@challenger", False), ("models:/nope/1", False)],
+)
+def test_startup_check_names_unresolvable_references(hub_home, tmp_path, model, ok):
+    from serving.config import ServingConfig
+    from serving.launch import check_models
+
+    store = MlflowStore.from_settings()
+    store.set_alias("echo", "champion", store.register("echo", _artifact(tmp_path, "one"), metadata={}))
+    config = ServingConfig.model_validate({"capabilities": {"see": {"model": model}}})
+    if ok:
+        check_models(config, store)
+    else:
+        with pytest.raises(ModelNotFound, match=model):
+            check_models(config, store)
