@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, ValidationError
 
 from hub.errors import HubError, InvalidInput
 
@@ -32,6 +32,27 @@ class WireModel(BaseModel):
     """Base of every request/response on the wire: unknown fields are refused, not ignored."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def invalid_input(exc: ValidationError, context: str | None = None) -> InvalidInput:
+    """The one translation of a pydantic error into a 400 that names the first offending field."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ())) or None
+    prefix = f"{context}: " if context else ""
+    return InvalidInput(f"{prefix}{where or 'body'}: {first.get('msg')}", field=where)
+
+
+def validate_as(model_type: type[M], payload: Any, context: str | None = None) -> M:
+    """`model_type.model_validate(payload)`, with validation errors as `InvalidInput`."""
+    if isinstance(payload, model_type):
+        return payload
+    try:
+        return model_type.model_validate(payload)
+    except ValidationError as exc:
+        raise invalid_input(exc, context) from exc
 
 
 class ModelInfo(WireModel):

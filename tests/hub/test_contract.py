@@ -98,3 +98,21 @@ def test_decode_image(data, error):
     else:
         with pytest.raises(error):
             decode_image(data)
+
+
+@pytest.mark.parametrize(
+    ("payload", "context", "field", "message_start"),
+    [
+        ({"name": 1, "version": "1"}, None, "name", "name:"),
+        ({"version": "1"}, "spec", "name", "spec: name:"),
+        ({"name": "m", "version": "1", "extra": 1}, None, "extra", "extra:"),
+        ("not a mapping", None, None, "body:"),
+    ],
+)
+def test_validate_as_names_the_field(payload, context, field, message_start):
+    from hub.contract import validate_as
+
+    with pytest.raises(InvalidInput) as caught:
+        validate_as(ModelInfo, payload, context)
+    assert caught.value.field == field
+    assert str(caught.value).startswith(message_start)
