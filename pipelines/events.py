@@ -8,18 +8,23 @@ endpoint read in order; every webhook gets one delivery row per event phase.
 >>> store = EventStore.open()                      # under get_settings().data_dir
 >>> store.record(event, frame.image, webhooks=["http://ops.example/hook"])
 >>> store.list_events(camera_id="cam17", rule="illegal_parking", since_wall_s=0)
->>> WebhookSender(store).start()                   # delivers pending rows, retries with back-off
+>>> store.open_events(camera_id="cam17")            # episodes not ended yet (continued after a restart)
+
+Webhook delivery (per-receiver queues, dead letters, signing, outbound policy) is in `pipelines/webhooks.py`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -34,7 +39,8 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     event_id TEXT PRIMARY KEY, camera_id TEXT NOT NULL, rule TEXT NOT NULL, zone_id TEXT NOT NULL,
     track_id INTEGER, started_ts REAL NOT NULL, ended_ts REAL, bbox TEXT NOT NULL, score REAL,
-    class_name TEXT, fired_ts REAL, snapshot TEXT, created_wall REAL NOT NULL, updated_wall REAL NOT NULL
+    class_name TEXT, fired_ts REAL, snapshot TEXT, created_wall REAL NOT NULL, updated_wall REAL NOT NULL,
+    end_reason TEXT
 );
 CREATE INDEX IF NOT EXISTS events_by_camera ON events (camera_id, created_wall);
 CREATE TABLE IF NOT EXISTS feed (
@@ -46,10 +52,16 @@ CREATE TABLE IF NOT EXISTS deliveries (
     delivered_wall REAL, failed INTEGER NOT NULL DEFAULT 0, last_error TEXT
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (delivered_wall, failed, next_attempt_wall);
+CREATE INDEX IF NOT EXISTS deliveries_by_url ON deliveries (url, failed, delivered_wall, id);
 """
 
+# Why an episode ended: the object left (the rule's own end), the camera was removed, its stream
+# ended, it lasted longer than the configured maximum, or it was open before a restart and nothing
+# matching it was seen again.
+END_REASONS = ("left", "camera_removed", "stream_ended", "expired", "restart_unmatched")
+
 _COLUMNS = ("event_id", "camera_id", "rule", "zone_id", "track_id", "started_ts", "ended_ts", "bbox",
-            "score", "class_name", "fired_ts", "snapshot", "created_wall", "updated_wall")
+            "score", "class_name", "fired_ts", "snapshot", "created_wall", "updated_wall", "end_reason")
 
 
 @dataclass(frozen=True)
@@ -60,12 +72,13 @@ class StoredEvent:
     snapshot: str | None
     created_wall: float
     updated_wall: float
-    seq: int = 0  # position in the feed of the write that produced this view
+    seq: int = 0  # position in the feed of the write that produced this view (0: it changed nothing)
+    end_reason: str | None = None  # one of END_REASONS once ended
 
     def to_dict(self) -> dict:
         out = self.event.to_dict()
         out.update(has_snapshot=self.snapshot is not None, created_wall=self.created_wall,
-                   updated_wall=self.updated_wall, seq=self.seq)
+                   updated_wall=self.updated_wall, seq=self.seq, end_reason=self.end_reason)
         return out
 
 
@@ -102,6 +115,8 @@ class EventStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # an event acknowledged is an event on disk
         self._db.executescript(_SCHEMA)
+        if "end_reason" not in {r[1] for r in self._db.execute("PRAGMA table_info(events)")}:
+            self._db.execute("ALTER TABLE events ADD COLUMN end_reason TEXT")  # a store from before reasons
 
     @classmethod
     def open(cls, data_dir: Path | None = None) -> EventStore:
@@ -116,55 +131,83 @@ class EventStore:
             self._db.close()
 
     # -- writing ----------------------------------------------------------------------------------
-    def record(self, event: Event, image_rgb: np.ndarray | None = None,
-               webhooks: Sequence[str] = (), now_wall: float | None = None) -> StoredEvent:
+    def record(self, event: Event, image_rgb: np.ndarray | None = None, webhooks: Sequence[str] = (),
+               now_wall: float | None = None, *, snapshot_jpeg: bytes | None = None,
+               end_reason: str | None = None) -> StoredEvent:
         """Store a started event (with its snapshot) or an ended update, queue webhook deliveries,
-        and only then return: delivery always reads from here."""
+        and only then return: delivery always reads from here.
+
+        Each phase is written once: a `started` of a stored event, or an `ended` of an episode
+        that has ended already (a write retried from the spill, a rule's own end of an episode the
+        hub ended as `expired`), changes nothing, queues nothing and returns the stored view with
+        `seq=0`. `snapshot_jpeg` is an already drawn snapshot (`encode_snapshot`)."""
         now = time.time() if now_wall is None else now_wall
+        if end_reason is not None and end_reason not in END_REASONS:
+            raise ValueError(f"end_reason must be one of {END_REASONS}")
         snapshot = None
-        if image_rgb is not None and event.phase == "started":
-            snapshot = self._write_snapshot(event, image_rgb)
+        if event.phase == "started":
+            if snapshot_jpeg is None and image_rgb is not None:
+                snapshot_jpeg = encode_snapshot(event, image_rgb)
+            if snapshot_jpeg is not None:
+                snapshot = self._write_snapshot(event, snapshot_jpeg)
         with self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
-            if event.phase == "started":
-                self._db.execute(
-                    f"INSERT OR REPLACE INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
-                    (event.event_id, event.camera_id, event.rule, event.zone_id, event.track_id,
-                     event.started_ts, event.ended_ts, json.dumps(list(event.bbox)), event.score,
-                     event.class_name, event.fired_ts, snapshot, now, now),
+            seq = self._write_phase(event, snapshot, now, end_reason or "left")
+            if seq:
+                self._db.executemany(
+                    "INSERT INTO deliveries (seq, url, next_attempt_wall) VALUES (?, ?, ?)",
+                    [(seq, url, now) for url in webhooks],
                 )
-            else:
-                cur = self._db.execute(
-                    "UPDATE events SET ended_ts=?, updated_wall=? WHERE event_id=?",
-                    (event.ended_ts, now, event.event_id),
-                )
-                if cur.rowcount == 0:  # an end whose start was never stored (store wiped): keep it whole
-                    self._db.execute(
-                        f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
-                        (event.event_id, event.camera_id, event.rule, event.zone_id, event.track_id,
-                         event.started_ts, event.ended_ts, json.dumps(list(event.bbox)), event.score,
-                         event.class_name, event.fired_ts, None, now, now),
-                    )
-            seq = self._db.execute(
-                "INSERT INTO feed (event_id, phase, wall) VALUES (?, ?, ?)", (event.event_id, event.phase, now)
-            ).lastrowid
-            self._db.executemany(
-                "INSERT INTO deliveries (seq, url, next_attempt_wall) VALUES (?, ?, ?)",
-                [(seq, url, now) for url in webhooks],
-            )
-        stored = self.get(event.event_id)
-        return StoredEvent(stored.event, stored.snapshot, stored.created_wall, stored.updated_wall, seq)
+        return replace(self.get(event.event_id), seq=seq or 0)
 
-    def _write_snapshot(self, event: Event, image_rgb: np.ndarray) -> str:
-        label = f"{event.rule} {event.class_name} {event.score:.2f}".strip()
-        data = draw_snapshot(image_rgb, event.bbox, label)
+    def _write_phase(self, event: Event, snapshot: str | None, now: float, end_reason: str) -> int | None:
+        """The row and feed entry of one phase (inside the caller's transaction); None: already there."""
+        row = self._db.execute("SELECT ended_ts IS NOT NULL FROM events WHERE event_id=?", (event.event_id,)).fetchone()
+        if event.phase == "started":
+            if row is not None:
+                return None
+            self._insert(event, snapshot, now, None)
+        elif row is None:  # an end whose start was never stored (store wiped): keep it whole
+            self._insert(event, None, now, end_reason)
+        elif row[0]:
+            return None
+        else:
+            self._db.execute("UPDATE events SET ended_ts=?, end_reason=?, updated_wall=? WHERE event_id=?",
+                             (event.ended_ts, end_reason, now, event.event_id))
+        return self._db.execute(
+            "INSERT INTO feed (event_id, phase, wall) VALUES (?, ?, ?)", (event.event_id, event.phase, now)
+        ).lastrowid
+
+    def _insert(self, event: Event, snapshot: str | None, now: float, end_reason: str | None) -> None:
+        self._db.execute(
+            f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+            (event.event_id, event.camera_id, event.rule, event.zone_id, event.track_id,
+             event.started_ts, event.ended_ts, json.dumps(list(event.bbox)), event.score,
+             event.class_name, event.fired_ts, snapshot, now, now, end_reason),
+        )
+
+    def _write_snapshot(self, event: Event, data: bytes) -> str:
         rel = Path(_safe(event.camera_id)) / f"{_safe(event.event_id)}.jpg"
         path = self.snapshot_dir / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".jpg.tmp")
-        tmp.write_bytes(data)
+        with open(tmp, "wb") as fh:  # durable before the row that points at it is committed
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
         tmp.replace(path)  # atomic: a reader never sees half a JPEG
+        fsync_dir(path.parent)
         return rel.as_posix()
+
+    # -- raw access for the delivery queue and retention (one lock, one connection) ---------------
+    def query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def execute(self, sql: str, args: tuple = ()) -> int:
+        """One write in its own transaction; returns the number of rows it changed."""
+        with self._lock, self._db:
+            return self._db.execute(sql, args).rowcount
 
     # -- reading ----------------------------------------------------------------------------------
     def _row_to_stored(self, row: tuple, seq: int = 0, phase: str | None = None) -> StoredEvent:
@@ -178,7 +221,8 @@ class EventStore:
             class_name=d["class_name"] or "", phase=phase or ("ended" if ended is not None else "started"),
             fired_ts=d["fired_ts"],
         )
-        return StoredEvent(event, d["snapshot"], d["created_wall"], d["updated_wall"], seq)
+        return StoredEvent(event, d["snapshot"], d["created_wall"], d["updated_wall"], seq,
+                           None if ended is None else d["end_reason"])
 
     def get(self, event_id: str) -> StoredEvent:
         with self._lock:
@@ -218,6 +262,26 @@ class EventStore:
             ).fetchall()
         return [self._row_to_stored(r[2:], seq=r[0], phase=r[1]) for r in rows]
 
+    def feed_item(self, seq: int) -> StoredEvent:
+        """The feed entry `seq`: the event as that write showed it (a delivery's payload)."""
+        cols = ", ".join(f"e.{c}" for c in _COLUMNS)
+        with self._lock:
+            row = self._db.execute(f"SELECT f.seq, f.phase, {cols} FROM feed f JOIN events e ON e.event_id = f.event_id "
+                                   "WHERE f.seq = ?", (int(seq),)).fetchone()
+        if row is None:
+            raise NotFound(f"no feed entry {seq}")
+        return self._row_to_stored(row[2:], seq=row[0], phase=row[1])
+
+    def open_events(self, camera_id: str | None = None) -> list[StoredEvent]:
+        """Episodes that started and have not ended, oldest first (what a restart must continue)."""
+        sql = f"SELECT {', '.join(_COLUMNS)} FROM events WHERE ended_ts IS NULL"
+        args: tuple = ()
+        if camera_id is not None:
+            sql, args = sql + " AND camera_id=?", (camera_id,)
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY created_wall, rowid", args).fetchall()
+        return [self._row_to_stored(r) for r in rows]
+
     def last_seq(self) -> int:
         with self._lock:
             row = self._db.execute("SELECT MAX(seq) FROM feed").fetchone()
@@ -232,32 +296,7 @@ class EventStore:
             raise NotFound(f"snapshot of event {event_id!r} is missing")
         return path.read_bytes()
 
-    # -- deliveries -------------------------------------------------------------------------------
-    def due_deliveries(self, now_wall: float, limit: int = 50) -> list[tuple[int, str, int, dict]]:
-        """(delivery id, url, attempts, payload) of deliveries whose next attempt is due."""
-        cols = ", ".join(f"e.{c}" for c in _COLUMNS)
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT d.id, d.url, d.attempts, f.seq, f.phase, {cols} FROM deliveries d "
-                "JOIN feed f ON f.seq = d.seq JOIN events e ON e.event_id = f.event_id "
-                "WHERE d.delivered_wall IS NULL AND d.failed = 0 AND d.next_attempt_wall <= ? "
-                "ORDER BY d.next_attempt_wall, d.id LIMIT ?", (now_wall, limit),
-            ).fetchall()
-        return [(r[0], r[1], r[2], self._row_to_stored(r[5:], seq=r[3], phase=r[4]).to_dict()) for r in rows]
-
-    def mark_delivered(self, delivery_id: int, now_wall: float) -> None:
-        with self._lock, self._db:
-            self._db.execute("UPDATE deliveries SET delivered_wall=?, attempts=attempts+1 WHERE id=?",
-                             (now_wall, delivery_id))
-
-    def mark_failed_attempt(self, delivery_id: int, error: str, next_attempt_wall: float | None) -> None:
-        """Record a failed attempt; `next_attempt_wall=None` gives up on this delivery."""
-        with self._lock, self._db:
-            self._db.execute(
-                "UPDATE deliveries SET attempts=attempts+1, last_error=?, next_attempt_wall=COALESCE(?, next_attempt_wall), "
-                "failed=? WHERE id=?", (error[:500], next_attempt_wall, int(next_attempt_wall is None), delivery_id),
-            )
-
+    # -- deliveries (the queue per receiver is `pipelines.webhooks.DeliveryQueue`) -------------------
     def delivery_counts(self) -> dict[str, int]:
         with self._lock:
             pending, delivered, failed = self._db.execute(
@@ -267,87 +306,54 @@ class EventStore:
         return {"pending": int(pending or 0), "delivered": int(delivered or 0), "failed": int(failed or 0)}
 
 
+def encode_snapshot(event: Event, image_rgb: np.ndarray) -> bytes:
+    """The snapshot of a started event: the frame as JPEG with its box and label drawn."""
+    return draw_snapshot(image_rgb, event.bbox, f"{event.rule} {event.class_name} {event.score:.2f}".strip())
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in `path` durable (the directory entry is data too)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems cannot fsync a directory; the file itself is synced
+    finally:
+        os.close(fd)
+
+
 def _safe(name: str) -> str:
     """A path component that cannot climb out of the snapshot folder."""
     cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).lstrip(".")
     return cleaned or "_"
 
 
-@dataclass(frozen=True)
-class WebhookPolicy:
-    """Retry schedule of webhook deliveries (wall-clock: delivery is about the receiver, not video)."""
-
-    timeout_s: float = 5.0
-    backoff_initial_s: float = 1.0
-    backoff_max_s: float = 300.0
-    max_attempts: int = 20  # then the delivery is marked failed (still visible in the store)
-    poll_s: float = 0.5
+SIGNATURE_HEADER = "X-Hub-Signature-256"
+TIMESTAMP_HEADER = "X-Hub-Timestamp"
 
 
-class WebhookSender:
-    """Delivers pending rows of an `EventStore` as JSON POSTs, retrying with back-off.
+def sign_webhook(secret: str, timestamp: int, body: bytes) -> str:
+    """`sha256=<hex HMAC-SHA256 of "<timestamp>." + body>`: the timestamp is signed with the body, so
+    a receiver that refuses old timestamps (say, older than 5 minutes) refuses replays."""
+    mac = hmac.new(secret.encode("utf-8"), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
 
-    It keeps no state of its own: after a restart a new sender picks up what the store says is due.
-    Example: `sender = WebhookSender(store).start(); ...; sender.stop()`.
-    """
 
-    def __init__(self, store: EventStore, policy: WebhookPolicy | None = None) -> None:
-        self.store = store
-        self.policy = policy or WebhookPolicy()
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+def verify_webhook(secret: str, body: bytes, signature: str, timestamp: str, *, now_s: float | None = None,
+                   tolerance_s: float = 300.0) -> bool:
+    """What a receiver does (the README has the same in a few lines): a fresh timestamp and a
+    signature that matches, compared in constant time."""
+    try:
+        ts = int(timestamp)
+    except (TypeError, ValueError):
+        return False
+    if abs((time.time() if now_s is None else now_s) - ts) > tolerance_s:
+        return False
+    return hmac.compare_digest(sign_webhook(secret, ts, body), signature or "")
 
-    def start(self) -> WebhookSender:
-        self._thread = threading.Thread(target=self._run, name="webhooks", daemon=True)
-        self._thread.start()
-        return self
 
-    def stop(self, timeout_s: float = 5.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-
-    @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def wake(self) -> None:
-        """A new event was recorded: look now rather than at the next poll."""
-        self._wake.set()
-
-    def _run(self) -> None:
-        import httpx
-
-        with httpx.Client(timeout=self.policy.timeout_s, follow_redirects=False) as client:
-            while not self._stop.is_set():
-                try:
-                    self.deliver_due(client)
-                except Exception:  # a store hiccup must not kill delivery for good
-                    log.exception("webhook delivery round failed")
-                self._wake.wait(self.policy.poll_s)
-                self._wake.clear()
-
-    def deliver_due(self, client, now_wall: float | None = None) -> int:
-        """One round: try every due delivery once; returns how many succeeded."""
-        ok = 0
-        for delivery_id, url, attempts, payload in self.store.due_deliveries(time.time() if now_wall is None else now_wall):
-            if self._stop.is_set():
-                break
-            try:
-                resp = client.post(url, json=payload, headers={"Idempotency-Key": f"{payload['event_id']}:{payload['phase']}"})
-                error = None if 200 <= resp.status_code < 300 else f"HTTP {resp.status_code}"
-            except Exception as exc:  # network errors of any kind: retry later
-                error = f"{type(exc).__name__}: {exc}"
-            now = time.time()
-            if error is None:
-                self.store.mark_delivered(delivery_id, now)
-                ok += 1
-                continue
-            tried = attempts + 1
-            give_up = tried >= self.policy.max_attempts
-            delay = min(self.policy.backoff_max_s, self.policy.backoff_initial_s * 2.0 ** (tried - 1))
-            self.store.mark_failed_attempt(delivery_id, error, None if give_up else now + delay)
-            log.warning("webhook %s for event %s failed (%s), attempt %d", url, payload["event_id"], error, tried)
-        return ok
+# The webhook sender (per-receiver queues, retries, dead letters, `_post` with these signatures)
+# lives in pipelines/webhooks.py.

@@ -28,11 +28,12 @@ import numpy as np
 from gpu.batcher import Dropped, DynamicBatcher
 from hub.errors import InvalidInput, NotFound
 from pipelines import rules
-from pipelines.events import EventStore, StoredEvent, WebhookSender
+from pipelines.events import EventStore, StoredEvent
 from pipelines.rules.base import Event
 from pipelines.sources import CameraState, Frame, FrameSource
 from pipelines.stream_config import CameraPlan
 from pipelines.track import CameraTracker, detection_columns
+from pipelines.webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
 

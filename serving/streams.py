@@ -44,9 +44,10 @@ class StreamManagerCore:
     """
 
     def __init__(self, options: dict | None = None, *, detector_factory=None, data_dir: Path | None = None) -> None:
-        from pipelines.events import EventStore, WebhookSender
+        from pipelines.events import EventStore
         from pipelines.stream_config import StreamsConfig
         from pipelines.streams import EventSink, StreamRunner
+        from pipelines.webhooks import WebhookSender
 
         settings = apply_runtime_env()
         try:
@@ -187,6 +188,18 @@ class StreamManagerCore:
                 if (camera_id is None or e.event.camera_id == camera_id) and (rule is None or e.event.rule == rule)] \
             + ([{"seq": items[-1].seq, "type": "cursor"}] if items else [])
 
+    def dead_letters(self, url: str | None = None, limit: int = 100) -> list[dict]:
+        from pipelines.webhooks import DeliveryQueue
+
+        return DeliveryQueue(self.store).dead_letters(url, limit)
+
+    def replay(self, ids: list[int] | None = None, url: str | None = None) -> dict:
+        from pipelines.webhooks import DeliveryQueue
+
+        count = DeliveryQueue(self.store).replay(ids=ids, url=url)
+        self.sender.wake()
+        return {"replayed": count}
+
     def status(self) -> dict:
         return {"cameras": len(self.runner.list()), "models": dict(self._models),
                 "deliveries": self.store.delivery_counts(),
@@ -239,6 +252,12 @@ class StreamManager:
 
     async def get_snapshot(self, event_id: str) -> bytes:
         return await asyncio.to_thread(self.core.get_snapshot, event_id)
+
+    async def dead_letters(self, url: str | None = None, limit: int = 100) -> list[dict]:
+        return await asyncio.to_thread(self.core.dead_letters, url, limit)
+
+    async def replay(self, ids: list[int] | None = None, url: str | None = None) -> dict:
+        return await asyncio.to_thread(self.core.replay, ids, url)
 
     async def status(self) -> dict:
         return self.core.status()

@@ -7,6 +7,8 @@
     GET    /v1/events?camera_id=&rule=&since=&limit=    stored events, newest first
     GET    /v1/events/stream?camera_id=&rule=&after_seq=  live feed (Server-Sent Events)
     GET    /v1/events/{event_id}/snapshot.jpg            the JPEG with the box drawn
+    GET    /v1/events/deadletters?url=&limit=             webhook deliveries that were given up
+    POST   /v1/events/deadletters/replay                  send them again: {"ids": [..]} or {"url": ..} or {}
 
 `since` is a Unix time in seconds or an ISO-8601 time; SSE resumes from `Last-Event-ID`.
 """
@@ -84,6 +86,32 @@ async def list_events(camera_id: str | None = None, rule: str | None = None, sin
         raise InvalidInput("limit must be 1..10000", field="limit")
     events = await _call(_streams().list_events.remote(camera_id, rule, parse_since(since), limit))
     return {"events": events}
+
+
+@router.get("/events/deadletters")
+async def dead_letters(url: str | None = None, limit: int = 100) -> Any:
+    """Webhook deliveries that were given up (a final 4xx, or every attempt failed), oldest first."""
+    if not 1 <= limit <= 10_000:
+        raise InvalidInput("limit must be 1..10000", field="limit")
+    return {"dead_letters": await _call(_streams().dead_letters.remote(url, limit))}
+
+
+@router.post("/events/deadletters/replay")
+async def replay_dead_letters(request: Request) -> Any:
+    """Queue dead letters again: `{"ids": [3, 4]}`, `{"url": "https://ops/hook"}`, or `{}` for all."""
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict) or set(body) - {"ids", "url"}:
+        raise InvalidInput('body must be {"ids": [...]} and/or {"url": "..."}')
+    ids = body.get("ids")
+    if ids is not None and not (isinstance(ids, list) and all(isinstance(i, int) for i in ids)):
+        raise InvalidInput("ids must be a list of delivery ids", field="ids")
+    url = body.get("url")
+    if url is not None and not isinstance(url, str):
+        raise InvalidInput("url must be a string", field="url")
+    return await _call(_streams().replay.remote(ids, url))
 
 
 @router.get("/events/stream")

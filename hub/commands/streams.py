@@ -184,6 +184,28 @@ def iter_sse(lines):
             data.append(line[5:].lstrip())
 
 
+@events.command("deadletters")
+def dead_letters(receiver: str = typer.Option(None, "--receiver", help="only this webhook URL"), limit: int = 100,
+                 url: str = URL, api_key: str = API_KEY) -> None:
+    """Webhook deliveries the hub gave up on (a final 4xx answer, or every retry failed)."""
+    params = {"limit": limit, **({"url": receiver} if receiver else {})}
+    for row in _request("GET", url, api_key, "/v1/events/deadletters", params=params)["dead_letters"]:
+        typer.echo(json.dumps(row))
+
+
+@events.command("replay")
+def replay(delivery: list[int] = typer.Option([], "--id", help="a dead letter's id (repeatable)"),
+           receiver: str = typer.Option(None, "--receiver", help="every dead letter of this webhook URL"),
+           all_: bool = typer.Option(False, "--all", help="every dead letter"),
+           url: str = URL, api_key: str = API_KEY) -> None:
+    """Send dead-lettered webhook deliveries again, in their original order."""
+    if not (delivery or receiver or all_):
+        typer.echo("error: name --id, --receiver or --all", err=True)
+        raise typer.Exit(2)
+    body = {**({"ids": delivery} if delivery else {}), **({"url": receiver} if receiver else {})}
+    typer.echo(f"replayed {_request('POST', url, api_key, '/v1/events/deadletters/replay', json=body)['replayed']}")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(streams, name="streams")
     app.add_typer(events, name="events")

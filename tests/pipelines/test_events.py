@@ -15,8 +15,13 @@ import pytest
 from PIL import Image
 
 from hub.errors import NotFound
-from pipelines.events import EventStore, WebhookPolicy, WebhookSender
+from hub.outbound import OutboundPolicy
+from pipelines.events import EventStore
 from pipelines.rules.base import Event
+from pipelines.webhooks import WebhookPolicy, WebhookSender
+
+# The receivers of these tests listen on loopback over plain http: admit exactly that.
+LOCAL = OutboundPolicy(allow=("127.0.0.1/32",), webhook_http=True)
 
 
 def event(event_id: str, phase: str = "started", camera: str = "cam17", rule: str = "illegal_parking",
@@ -118,7 +123,7 @@ def test_unknown_event_and_missing_snapshot_are_not_found(tmp_path):
 def test_webhook_retried_with_backoff_until_delivered(tmp_path):
     receiver = Receiver(fail_first=2)
     store = EventStore.open(tmp_path)
-    sender = WebhookSender(store, WebhookPolicy(backoff_initial_s=0.1, backoff_max_s=0.2, poll_s=0.05)).start()
+    sender = WebhookSender(store, WebhookPolicy(backoff_initial_s=0.1, backoff_max_s=0.2, poll_s=0.05), outbound=LOCAL).start()
     try:
         store.record(event("e1"), frame(), webhooks=[receiver.url])
         sender.wake()
@@ -138,7 +143,7 @@ def test_webhook_pending_when_down_is_delivered_after_restart(tmp_path):
     receiver.close()  # the receiver is down
 
     store = EventStore.open(tmp_path)
-    sender = WebhookSender(store, WebhookPolicy(backoff_initial_s=0.05, backoff_max_s=0.1, poll_s=0.05)).start()
+    sender = WebhookSender(store, WebhookPolicy(backoff_initial_s=0.05, backoff_max_s=0.1, poll_s=0.05), outbound=LOCAL).start()
     store.record(event("e1"), frame(), webhooks=[url])
     store.record(event("e1", phase="ended", ended=300.0), webhooks=[url])
     wait_for(lambda: receiver.attempts == 0 and _attempts(store) >= 2)  # tried, failed, still pending
@@ -148,7 +153,7 @@ def test_webhook_pending_when_down_is_delivered_after_restart(tmp_path):
 
     receiver = Receiver(port=int(url.split(":")[2].split("/")[0]))  # the receiver comes back
     store = EventStore.open(tmp_path)  # the hub comes back
-    sender = WebhookSender(store, WebhookPolicy(backoff_initial_s=0.05, backoff_max_s=0.1, poll_s=0.05)).start()
+    sender = WebhookSender(store, WebhookPolicy(backoff_initial_s=0.05, backoff_max_s=0.1, poll_s=0.05), outbound=LOCAL).start()
     try:
         wait_for(lambda: store.delivery_counts()["delivered"] == 2)
         assert [(b["event_id"], b["phase"], b["ended_ts"]) for b in receiver.received] == [
@@ -167,7 +172,7 @@ def _attempts(store: EventStore) -> int:
 def test_webhook_gives_up_after_max_attempts(tmp_path):
     receiver = Receiver(fail_first=100)
     store = EventStore.open(tmp_path)
-    sender = WebhookSender(store, WebhookPolicy(max_attempts=3, backoff_initial_s=0.01, backoff_max_s=0.01))
+    sender = WebhookSender(store, WebhookPolicy(max_attempts=3, backoff_initial_s=0.01, backoff_max_s=0.01), outbound=LOCAL)
     store.record(event("e1"), webhooks=[receiver.url])
     with httpx.Client(timeout=2.0) as client:
         for _ in range(10):
