@@ -14,6 +14,14 @@ import typer
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Ezhou AI capability hub.")
 
+
+@app.callback()
+def _options(verbose: bool = typer.Option(False, "--verbose", "-v", help="also print Ray and MLflow log lines")) -> None:
+    from hub.commands._output import set_verbose
+
+    set_verbose(verbose)
+
+
 # Order here is the order in `hub --help`.
 COMMAND_MODULES = ("serve", "models", "see", "streams", "read", "listen", "speak", "hotline", "reason", "train")
 

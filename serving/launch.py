@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from hub.errors import ModelNotFound
@@ -17,6 +18,7 @@ from serving.config import ServingConfig
 
 log = logging.getLogger(__name__)
 APP_NAME = "hub"
+Step = Callable[[str], None]  # receives one line per start-up step, e.g. the CLI's progress printer
 
 
 def check_models(config: ServingConfig, store: MlflowStore) -> None:
@@ -33,23 +35,33 @@ def check_models(config: ServingConfig, store: MlflowStore) -> None:
                             f"({store.registry_uri}): {'; '.join(missing)}")
 
 
-def bootstrap_for(config: ServingConfig, settings: HubSettings, store: MlflowStore) -> None:
-    """Register defaults for capabilities that point at their catalogue default and lack it."""
+def _drop_reconnect_note(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Connecting to existing Serve app")
+
+
+def _log_step(message: str) -> None:
+    log.info("%s", message)
+
+
+def bootstrap_for(config: ServingConfig, settings: HubSettings, store: MlflowStore,
+                  step: Step = _log_step) -> None:
+    """Register defaults for capabilities that point at their catalogue default and lack it,
+    one at a time so that the user sees each model (and its time) as it is prepared."""
     from models.catalogue import get_entry
     from serving.defaults import ensure_defaults
 
-    wanted = [name for name, cap in config.capabilities.items()
-              if ModelRef.parse(cap.model).name == get_entry(name).default_model]
-    if wanted:
+    for name, cap in config.capabilities.items():
+        if ModelRef.parse(cap.model).name != get_entry(name).default_model:
+            continue
         started = time.perf_counter()
-        results = ensure_defaults(wanted, settings, store)
-        created = [r.name for r in results if r.created]
-        if created:
-            log.info("bootstrapped %s in %.1f s", created, time.perf_counter() - started)
+        for r in ensure_defaults([name], settings, store):
+            if r.created:
+                step(f"bootstrap {name}: registered {r.name} version {r.version} @champion "
+                     f"in {time.perf_counter() - started:.1f} s")
 
 
 def start(config_path: Path, *, host: str | None = None, port: int | None = None, address: str | None = None,
-          bootstrap: bool = True) -> ServingConfig:
+          bootstrap: bool = True, step: Step = _log_step) -> ServingConfig:
     import ray
     from ray import serve
 
@@ -63,13 +75,15 @@ def start(config_path: Path, *, host: str | None = None, port: int | None = None
         ServingConfig.model_validate(config.model_dump())
     store = MlflowStore.from_settings(settings)
     if bootstrap:
-        bootstrap_for(config, settings, store)
+        step(f"registry {settings.registry_uri}: checking the default models")
+        bootstrap_for(config, settings, store, step)
     check_models(config, store)
     from serving.auth import KeyRing
 
     KeyRing.from_config(config.auth, config.auth_required, settings.api_keys)  # refuse to start unprotected
     runtime_env = {"env_vars": settings.env_for_workers()}
     address = address or settings.ray_address
+    step(f"starting Ray ({'joining ' + address if address else 'local, on 127.0.0.1'})")
     if address:
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
     else:
@@ -77,8 +91,16 @@ def start(config_path: Path, *, host: str | None = None, port: int | None = None
         ray.init(num_cpus=config.ray.num_cpus, include_dashboard=config.ray.dashboard, dashboard_host="127.0.0.1",
                  _node_ip_address="127.0.0.1", _metrics_export_port=config.ray.metrics_export_port,
                  runtime_env=runtime_env, log_to_driver=False)
-    serve.start(http_options={"host": config.http.host, "port": config.http.port,
-                              "request_timeout_s": config.http.request_timeout_s})
+    step(f"starting Serve on {config.http.host}:{config.http.port}")
+    # serve.start applies the HTTP options; serve.run then finds that controller and logs
+    # "Connecting to existing Serve app ... options will not be applied", which is about the
+    # options serve.run itself would have used (none): ours are in force, so drop that note.
+    logging.getLogger("ray.serve").addFilter(_drop_reconnect_note)
+    # No proxy timeout: Ray's is end-to-end, so it would cut Server-Sent Events and answer 408 where
+    # a 504 is documented. The ingress gives every route its deadline (serving/admission.py).
+    serve.start(http_options={"host": config.http.host, "port": config.http.port, "request_timeout_s": None})
+    step(f"deploying {', '.join(config.capabilities)}" + (" and streams" if config.streams is not None else "")
+         + ": each replica loads its model and answers a warm-up request")
     serve.run(build_app(config), name=APP_NAME, route_prefix="/")
     return config
 

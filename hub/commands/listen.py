@@ -1,10 +1,12 @@
-"""`hub listen AUDIO`: transcribe an audio file with the `listen` champion, in this process."""
+"""`hub listen AUDIO`: transcribe an audio file with the `listen` champion: a running hub's, or in this process."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import typer
+
+from hub.commands._client import API_KEY, LOCAL, URL
 
 
 def register(app: typer.Typer) -> None:
@@ -14,11 +16,15 @@ def register(app: typer.Typer) -> None:
         language: str = typer.Option(None, help="ISO 639-1 code (en, zh); default: detect / the model's"),
         as_json: bool = typer.Option(False, "--json", help="print the whole response (segments, model)"),
         model: str = typer.Option(None, help="models:/<name>@<alias> or /<version> (default: the champion)"),
+        url: str = URL,
+        api_key: str = API_KEY,
+        local: bool = LOCAL,
     ) -> None:
         """Print the transcript of AUDIO."""
-        from hub.commands._local import echo_json, predict_or_exit
+        from hub.commands._local import answer_or_exit, echo_json
 
-        response = predict_or_exit("listen", {"audio": audio.read_bytes(), "language": language}, model)
+        request = {"audio": audio.read_bytes(), "language": language}
+        response = answer_or_exit("listen", request, model=model, url=url, api_key=api_key, local=local)
         if as_json:
             echo_json(response)
         else:

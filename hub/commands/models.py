@@ -34,8 +34,15 @@ def bootstrap(
     settings = get_settings()
     if shared is not None:
         settings = settings.model_copy(update={"shared_dir": shared.resolve()})
-    for r in ensure_defaults(capability or list(CAPABILITIES), settings):
-        typer.echo(f"{r.name}: version {r.version} @champion ({'registered' if r.created else 'already there'})")
+    from hub.commands._output import Steps, quiet
+
+    quiet()
+    step = Steps()
+    for name in capability or list(CAPABILITIES):
+        started = step.elapsed_s()
+        for r in ensure_defaults([name], settings):
+            took = f"registered in {step.elapsed_s() - started:.1f} s" if r.created else "already there"
+            step(f"{name}: {r.name} version {r.version} @champion ({took})")
 
 
 @models.command("list")
@@ -51,13 +58,22 @@ def list_models(as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 @models.command()
-def promote(name: str, version: str, alias: str = typer.Option("champion"),
+def promote(name: str,
+            version: str = typer.Argument(..., help="a version number, or an alias whose version to take "
+                                                    "(e.g. challenger: what `hub train` registered)"),
+            alias: str = typer.Option("champion"),
             reason: str = typer.Option("", help="recorded in the audit trail")) -> None:
     """Point ALIAS of NAME at VERSION; serving follows without a restart."""
-    from hub.errors import HubError
+    from hub.errors import HubError, ModelNotFound
 
     try:
-        _store().set_alias(name, alias, version, reason=reason)
+        store = _store()
+        if not version.isdigit():
+            named = store.alias_version(name, version)
+            if named is None:
+                raise ModelNotFound(f"{name} has no alias {version!r} (see `hub models list`)")
+            version = str(named)
+        store.set_alias(name, alias, version, reason=reason)
     except HubError as exc:
         _fail(exc)
     typer.echo(f"{name}@{alias} -> version {version}")
@@ -119,5 +135,37 @@ def register_model(
     typer.echo(f"{model_name}: registered version {version}" + (f" @{alias}" if alias else ""))
 
 
+def mlflow_ui_command(tracking_uri: str, artifact_root: Path, host: str, port: int) -> list[str]:
+    """The `mlflow ui` command line that shows the hub's runs, registered models, aliases and audit tags."""
+    import sys
+
+    mlflow = Path(sys.executable).with_name("mlflow")
+    return [str(mlflow), "ui", "--backend-store-uri", tracking_uri,
+            "--default-artifact-root", artifact_root.as_uri(), "--host", host, "--port", str(port)]
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(models, name="models")
+
+    @app.command("mlflow-ui")
+    def mlflow_ui(host: str = typer.Option("127.0.0.1", help="bind address of the UI"),
+                  port: int = typer.Option(5000, help="port of the UI"),
+                  dry_run: bool = typer.Option(False, "--print", help="only print the command")) -> None:
+        """Open the MLflow UI on the hub's tracking store (runs, model versions, aliases, audit tags)."""
+        import subprocess
+
+        from hub.settings import get_settings
+
+        settings = get_settings()
+        if not settings.tracking_uri.startswith("sqlite:"):
+            typer.echo(f"the hub tracks to {settings.tracking_uri}: open that server's UI")
+            return
+        cmd = mlflow_ui_command(settings.tracking_uri, settings.artifact_root, host, port)
+        typer.echo(" ".join(cmd))
+        if dry_run:
+            return
+        typer.echo(f"MLflow UI on http://{host}:{port} (Ctrl-C ends it)")
+        try:
+            raise typer.Exit(subprocess.call(cmd))
+        except KeyboardInterrupt:
+            return

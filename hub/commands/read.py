@@ -1,4 +1,4 @@
-"""`hub read IMAGE`: OCR an image, and read a certificate's fields, with the `read` champion."""
+"""`hub read IMAGE`: OCR an image, and read a certificate's fields, with the `read` champion: a running hub's, or in this process."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from enum import StrEnum
 from pathlib import Path
 
 import typer
+
+from hub.commands._client import API_KEY, LOCAL, URL
 
 
 class DocType(StrEnum):
@@ -20,12 +22,15 @@ def register(app: typer.Typer) -> None:
         doc_type: DocType = typer.Option(None, "--type", "-t", help="the certificate shown (default: detect it)"),
         as_json: bool = typer.Option(False, "--json", help="print the response as the API returns it"),
         model: str = typer.Option(None, help="models:/<name>@<alias> or /<version> (default: the champion)"),
+        url: str = URL,
+        api_key: str = API_KEY,
+        local: bool = LOCAL,
     ) -> None:
         """Print the text lines in IMAGE and, for an ID card or business licence, its fields."""
-        from hub.commands._local import echo_json, predict_or_exit
+        from hub.commands._local import answer_or_exit, echo_json
 
         request = {"image": image.read_bytes(), "document_type": doc_type.value if doc_type else None}
-        response = predict_or_exit("read", request, model)
+        response = answer_or_exit("read", request, model=model, url=url, api_key=api_key, local=local)
         if as_json:
             echo_json(response)
             return

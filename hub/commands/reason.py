@@ -1,4 +1,4 @@
-"""`hub reason "TEXT"`: classify and route a hotline text with the `reason` champion, in this process.
+"""`hub reason "TEXT"`: classify and route a hotline text with the `reason` champion: a running hub's, or in this process.
 `hub eval reason --data CSV`: score the champion on a labelled CSV (last lines: accuracy, macro_f1).
 
     hub reason "小区门口的路灯坏了两个星期，请尽快维修"
@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+
+from hub.commands._client import API_KEY, LOCAL, URL
 
 DEFAULT_REF = "models:/hotline-classifier@champion"
 
@@ -38,11 +40,15 @@ def register(app: typer.Typer) -> None:
         cases_k: int = typer.Option(None, min=0, max=20, help="similar cases to show"),
         as_json: bool = typer.Option(False, "--json", help="print the whole response"),
         model: str = typer.Option(None, help="models:/<name>@<alias> or /<version> (default: the champion)"),
+        url: str = URL,
+        api_key: str = API_KEY,
+        local: bool = LOCAL,
     ) -> None:
         """Category, department, review flag and similar past cases of TEXT."""
-        from hub.commands._local import echo_json, predict_or_exit
+        from hub.commands._local import answer_or_exit, echo_json
 
-        r = predict_or_exit("reason", {"text": text, "top_k": top_k, "cases_k": cases_k}, model)
+        request = {"text": text, "top_k": top_k, "cases_k": cases_k}
+        r = answer_or_exit("reason", request, model=model, url=url, api_key=api_key, local=local)
         if as_json:
             echo_json(r)
             return

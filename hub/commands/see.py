@@ -1,10 +1,12 @@
-"""`hub see IMAGE`: detect objects in an image with the `see` champion, in this process."""
+"""`hub see IMAGE`: detect objects in an image with the `see` champion: a running hub's, or in this process."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import typer
+
+from hub.commands._client import API_KEY, LOCAL, URL
 
 
 def register(app: typer.Typer) -> None:
@@ -15,12 +17,15 @@ def register(app: typer.Typer) -> None:
         min_score: float = typer.Option(0.25, "--min-score", min=0.0, max=1.0, help="drop weaker boxes"),
         as_json: bool = typer.Option(False, "--json", help="print the response as the API returns it"),
         model: str = typer.Option(None, help="models:/<name>@<alias> or /<version> (default: the champion)"),
+        url: str = URL,
+        api_key: str = API_KEY,
+        local: bool = LOCAL,
     ) -> None:
         """Print the detections in IMAGE (boxes in the image's pixels)."""
-        from hub.commands._local import echo_json, predict_or_exit
+        from hub.commands._local import answer_or_exit, echo_json
 
         request = {"image": image.read_bytes(), "classes": classes or None, "min_score": min_score}
-        response = predict_or_exit("see", request, model)
+        response = answer_or_exit("see", request, model=model, url=url, api_key=api_key, local=local)
         if as_json:
             echo_json(response)
             return

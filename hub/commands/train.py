@@ -37,9 +37,12 @@ def register(app: typer.Typer) -> None:
         """Train the `reason` candidates on DATA, register the best, gate it against the champion."""
         from dataclasses import replace
 
+        from hub.commands._output import Steps, quiet
         from hub.errors import HubError
         from training.candidates import BertParams
         from training.textcls import TrainConfig, run_pipeline
+
+        quiet()
 
         names = tuple(c.strip() for c in candidates.split(",") if c.strip())
         bert = BertParams() if bert_epochs is None else replace(BertParams(), epochs=bert_epochs)
@@ -47,7 +50,7 @@ def register(app: typer.Typer) -> None:
         try:
             outcome = run_pipeline(data, text_col=text_col, label_col=label_col, name=name, config=config,
                                    cases_path=cases, model_card_path=model_card, promote=promote,
-                                   min_delta=min_delta, max_rows=max_rows, echo=typer.echo)
+                                   min_delta=min_delta, max_rows=max_rows, echo=Steps())
         except HubError as exc:
             typer.echo(f"error ({exc.status_code}): {exc}", err=True)
             raise typer.Exit(2) from exc
