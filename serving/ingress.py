@@ -17,7 +17,7 @@ import logging
 import urllib.request
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from ray import serve
 from starlette.middleware.base import BaseHTTPMiddleware
@@ -26,6 +26,7 @@ from hub.errors import HubError, InferenceTimeout, InvalidInput, NotFound, Overl
 from hub.settings import get_settings
 from serving.auth import OPEN_PATHS, KeyRing
 from serving.handles import get_handle, served, set_handles
+from serving.metrics_filter import select_families
 
 log = logging.getLogger("ray.serve")
 
@@ -249,9 +250,10 @@ async def models() -> dict:
 
 
 @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
-async def metrics() -> PlainTextResponse:
+async def metrics(everything: bool = Query(False, alias="all")) -> PlainTextResponse:
+    """The hub's metrics and Ray Serve's request metrics; `?all=true` adds Ray's own internals."""
     text = await asyncio.to_thread(_fetch_metrics, current_config().ray.metrics_export_port)
-    return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+    return PlainTextResponse(text if everything else select_families(text), media_type="text/plain; version=0.0.4")
 
 
 @app.post("/v1/{capability}/{action}", tags=["capabilities"])

@@ -16,12 +16,17 @@ import typer
 streams = typer.Typer(help="Cameras analysed by a running hub (see, track, zones, rules).", no_args_is_help=True)
 events = typer.Typer(help="Events (illegal parking, spills) stored by a running hub.", no_args_is_help=True)
 
-URL = typer.Option("http://127.0.0.1:8000", "--url", help="the running hub")
+URL = typer.Option(None, "--url", envvar="HUB_URL", show_default=False,
+                   help="the running hub (default: the one `hub serve` started here, else http://127.0.0.1:8000)")
 API_KEY = typer.Option(None, "--api-key", envvar="HUB_CLIENT_API_KEY", help="Bearer key when the hub needs one")
 
 
-def _client(url: str, api_key: str | None, timeout_s: float | None = 130.0):
+def _client(url: str | None, api_key: str | None, timeout_s: float | None = 130.0):
     import httpx
+
+    from hub.commands._client import DEFAULT_URL, running_hub
+
+    url = url or getattr(running_hub(), "url", DEFAULT_URL)
 
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     return httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout_s)
