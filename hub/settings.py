@@ -9,11 +9,16 @@ Components get typed values from here (or from their YAML config), never from `o
 from __future__ import annotations
 
 import os
+import re
+import secrets
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import quote
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from hub.errors import InvalidInput
 
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,6 +52,9 @@ class HubSettings(BaseSettings):
     # "name:key,name2:key2" — plain keys from the environment; hashed as soon as they are read.
     api_keys: str = ""
     ray_address: str | None = None
+    # Default HMAC key of webhook signatures (a webhook may name its own); empty: a key generated
+    # once under <home>/secrets/webhook.key.
+    webhook_secret: str = ""
     ci: bool = Field(default=False, validation_alias="CI")
 
     def model_post_init(self, __context) -> None:
@@ -81,6 +89,50 @@ class HubSettings(BaseSettings):
             YOLO_CONFIG_DIR=str(self.home / "ultralytics"),
         )
         return env
+
+
+_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def resolve_refs(text: str, *, prefix: str, field: str, url_quote: bool = False) -> str:
+    """`${NAME}` references in a config string replaced by the environment's values.
+
+    Only names starting with `prefix` (e.g. `HUB_CAMERA_`) can be read: whoever adds a camera must
+    not be able to send `${HUB_API_KEYS}` to a host of their choice. `url_quote` percent-encodes
+    the value (a password with `@` or `/` inside a URL).
+    """
+
+    def value(match: re.Match) -> str:
+        name = match.group(1)
+        if not name.startswith(prefix):
+            raise InvalidInput(f"${{{name}}}: only variables named {prefix}* can be referenced here", field=field)
+        found = os.environ.get(name)
+        if found is None:
+            raise InvalidInput(f"${{{name}}} is not set in the hub's environment", field=field)
+        return quote(found, safe="") if url_quote else found
+
+    return _REF.sub(value, text)
+
+
+def has_refs(text: str) -> bool:
+    return bool(_REF.search(text))
+
+
+def webhook_signing_key(settings: HubSettings) -> str:
+    """The hub-wide webhook HMAC key: HUB_WEBHOOK_SECRET, else one generated once (mode 0600)."""
+    if settings.webhook_secret:
+        return settings.webhook_secret
+    path = settings.home / "secrets" / "webhook.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another replica wrote it first
+            pass
+        else:
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
 
 
 def apply_runtime_env(settings: HubSettings | None = None) -> HubSettings:
