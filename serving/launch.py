@@ -51,8 +51,11 @@ def bootstrap_for(config: ServingConfig, settings: HubSettings, store: MlflowSto
     from serving.defaults import ensure_defaults
 
     for name, cap in config.capabilities.items():
-        if ModelRef.parse(cap.model).name != get_entry(name).default_model:
+        default = get_entry(name).default_model
+        if ModelRef.parse(cap.model).name != default:
             continue
+        if store.alias_version(default, "champion") is None:
+            step(f"bootstrap {name}: preparing the default model {default} (first start only)")
         started = time.perf_counter()
         for r in ensure_defaults([name], settings, store):
             if r.created:

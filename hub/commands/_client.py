@@ -5,7 +5,7 @@
 a round trip instead of loading a model. `--url` (or `HUB_URL`) names a hub explicitly.
 
     >>> hub = running_hub()                  # RunningHub(url='http://127.0.0.1:8000', pid=4242) or None
-    >>> call_hub(hub.url, None, "see", files={"image": ("bus.jpg", data)})
+    >>> call_hub(hub.url, None, "/v1/reason", json_body={"text": "路灯不亮"}).category
 """
 
 from __future__ import annotations
@@ -104,26 +104,36 @@ class HubUnreachable(Exception):
     """No HTTP answer at all (connection refused, reset, DNS): the caller may fall back."""
 
 
-def call_hub(url: str, api_key: str | None, path: str, *, json_body: dict | None = None,
-             files: dict | None = None, data: dict | None = None, timeout_s: float = 600.0) -> Reply:
-    """POST to `url/path`; an HTTP error prints `error (status): message` and exits 2."""
-    import httpx
+def call_hub(url: str, api_key: str | None, path: str, *, json_body: dict, timeout_s: float = 600.0) -> Reply:
+    """POST `json_body` to `url/path`; an HTTP error prints `error (status): message` and exits 2.
 
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    The standard library's client, not httpx: importing httpx (and the rich console it pulls in)
+    costs a large part of the one second a command may take against a running hub."""
+    import urllib.error
+    import urllib.request
+
+    headers = {"content-type": "application/json", **({"Authorization": f"Bearer {api_key}"} if api_key else {})}
+    request = urllib.request.Request(url.rstrip("/") + path, data=json.dumps(json_body).encode(), headers=headers,
+                                     method="POST")
     try:
-        with httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout_s) as client:
-            resp = client.post(path, json=json_body, files=files, data=data)
-    except (httpx.ConnectError, httpx.RemoteProtocolError) as exc:
-        raise HubUnreachable(f"{url}: {exc}") from exc
-    except httpx.HTTPError as exc:
+        with urllib.request.urlopen(request, timeout=timeout_s) as reply:  # noqa: S310 (the user's hub URL)
+            status, raw = reply.status, reply.read()
+    except urllib.error.HTTPError as exc:
+        status, raw = exc.code, exc.read()
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, ConnectionError | OSError) and not isinstance(exc.reason, TimeoutError):
+            raise HubUnreachable(f"{url}: {exc.reason}") from exc
+        typer.echo(f"error: the hub at {url} did not answer: {exc.reason}", err=True)
+        raise typer.Exit(2) from exc
+    except (TimeoutError, ConnectionError) as exc:
         typer.echo(f"error: the hub at {url} did not answer: {exc}", err=True)
         raise typer.Exit(2) from exc
     try:
-        body = resp.json()
+        body = json.loads(raw)
     except ValueError:
-        body = {"error": {"message": resp.text[:500]}}
-    if resp.status_code >= 400:
+        body = {"error": {"message": raw[:500].decode(errors="replace")}}
+    if status >= 400:
         error = body.get("error", {}) if isinstance(body, dict) else {}
-        typer.echo(f"error ({resp.status_code}): {error.get('message', resp.text[:500])}", err=True)
+        typer.echo(f"error ({status}): {error.get('message', raw[:500].decode(errors='replace'))}", err=True)
         raise typer.Exit(2)
     return _wrap(body)

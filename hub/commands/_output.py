@@ -1,7 +1,7 @@
 """What the CLI prints: its own results on stdout, and library log lines only with `--verbose`.
 
-Ray sets its loggers to INFO with their own stderr handlers when it is imported, so `quiet()` is
-applied again after the heavy imports of a command (`quiet(verbose, after_import=True)`).
+Ray and MLflow give their loggers their own stderr handlers when they are imported, so a command
+calls `quiet()` again after its heavy imports.
 """
 
 from __future__ import annotations
@@ -29,10 +29,14 @@ def verbose() -> bool:
 
 
 def quiet() -> None:
-    """Library loggers at WARNING unless --verbose (call again after importing ray)."""
+    """Console handlers of the library loggers (and the root's) at WARNING unless --verbose.
+
+    Handler levels, not logger levels: `hub serve` also writes every INFO line to its log file."""
     level = logging.INFO if _state["verbose"] else logging.WARNING
-    for name in NOISY_LOGGERS:
-        logging.getLogger(name).setLevel(level)
+    for name in ("", *NOISY_LOGGERS):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+                handler.setLevel(level)
 
 
 class Steps:

@@ -27,22 +27,29 @@ def bootstrap(
     capability: list[str] = typer.Option(None, help="only these capabilities (repeatable)"),
 ) -> None:
     """Register the default model of each capability as version 1 @champion (idempotent)."""
+    from hub.commands._output import Steps, quiet
+    from hub.errors import HubError
     from hub.settings import get_settings
-    from models.catalogue import CAPABILITIES
+    from models.catalogue import CAPABILITIES, get_entry
     from serving.defaults import ensure_defaults
 
     settings = get_settings()
     if shared is not None:
         settings = settings.model_copy(update={"shared_dir": shared.resolve()})
-    from hub.commands._output import Steps, quiet
-
     quiet()
     step = Steps()
-    for name in capability or list(CAPABILITIES):
-        started = step.elapsed_s()
-        for r in ensure_defaults([name], settings):
-            took = f"registered in {step.elapsed_s() - started:.1f} s" if r.created else "already there"
-            step(f"{name}: {r.name} version {r.version} @champion ({took})")
+    store = _store()
+    try:
+        for name in capability or list(CAPABILITIES):
+            default = get_entry(name).default_model
+            if store.alias_version(default, "champion") is None:
+                step(f"{name}: preparing the default model {default}")
+            started = step.elapsed_s()
+            for r in ensure_defaults([name], settings, store):
+                took = f"registered in {step.elapsed_s() - started:.1f} s" if r.created else "already there"
+                step(f"{name}: {r.name} version {r.version} @champion ({took})")
+    except HubError as exc:
+        _fail(exc)
 
 
 @models.command("list")

@@ -39,10 +39,9 @@ def _log_to_file(path: Path) -> None:
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.INFO)
-    for name in ("", "ray", "ray.serve", "mlflow"):  # ray's loggers do not propagate to the root
+    logging.getLogger().setLevel(logging.INFO)  # the console handlers stay at WARNING (quiet())
+    for name in ("", "ray", "ray.serve", "mlflow"):  # these three do not propagate to the root
         logging.getLogger(name).addHandler(handler)
-    logging.getLogger(STEP_LOGGER).setLevel(logging.INFO)
-    logging.getLogger("serving").setLevel(logging.INFO)
 
 
 def _serve_foreground(config: Path | None, host: str | None, port: int | None, address: str | None,
