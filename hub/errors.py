@@ -72,8 +72,20 @@ class Overloaded(HubError):
     status_code, code = 503, "overloaded"
 
 
+class Conflict(HubError):
+    """The resource is held by someone else (e.g. a second hub on one HUB_HOME)."""
+
+    status_code, code = 409, "conflict"
+
+
 class NotReady(HubError):
     status_code, code = 503, "not_ready"
+
+
+class RegistryUnavailable(NotReady):
+    """The model registry cannot be reached or answered with an error: not the same as "no such model"."""
+
+    status_code, code = 503, "registry_unavailable"
 
 
 class InferenceTimeout(HubError):

@@ -106,7 +106,7 @@ class EventStore:
     Example: `store = EventStore(tmp_path); store.record(event, frame_rgb); store.get(event.event_id)`.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, max_db_bytes: int | None = None) -> None:
         self.root = Path(root)
         self.snapshot_dir = self.root / "snapshots"
         self.snapshot_dir.mkdir(parents=True, exist_ok=True)
@@ -117,14 +117,31 @@ class EventStore:
         self._db.executescript(_SCHEMA)
         if "end_reason" not in {r[1] for r in self._db.execute("PRAGMA table_info(events)")}:
             self._db.execute("ALTER TABLE events ADD COLUMN end_reason TEXT")  # a store from before reasons
+        self.set_max_db_bytes(max_db_bytes)
 
     @classmethod
-    def open(cls, data_dir: Path | None = None) -> EventStore:
+    def open(cls, data_dir: Path | None = None, *, max_db_bytes: int | None = None) -> EventStore:
         if data_dir is None:
             from hub.settings import get_settings
 
             data_dir = get_settings().data_dir
-        return cls(Path(data_dir) / "events")
+        return cls(Path(data_dir) / "events", max_db_bytes=max_db_bytes)
+
+    def set_max_db_bytes(self, max_db_bytes: int | None) -> None:
+        """A hard quota on the database (SQLite `max_page_count`): past it a write fails with
+        "database or disk is full", exactly like a full disk, and is spilled (`pipelines.spill`)."""
+        with self._lock:
+            page = self._db.execute("PRAGMA page_size").fetchone()[0]
+            pages = 2**31 - 2 if max_db_bytes is None else max(1, int(max_db_bytes) // page)
+            self._db.execute(f"PRAGMA max_page_count = {int(pages)}")
+
+    def db_bytes(self) -> int:
+        """Bytes the database's live pages take (free pages are reused before the file grows)."""
+        with self._lock:
+            count = self._db.execute("PRAGMA page_count").fetchone()[0]
+            free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
+            page = self._db.execute("PRAGMA page_size").fetchone()[0]
+        return int((count - free) * page)
 
     def close(self) -> None:
         with self._lock:

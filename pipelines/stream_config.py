@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hub.yamlconfig import read_yaml_mapping
+from pipelines.retention import RetentionSpec
 from pipelines.rules import ParkingRule, Rule, SpillRule, StaticChange, wanted_classes
 from pipelines.sources import SourceConfig
 from pipelines.track import TrackerConfig
@@ -180,6 +181,8 @@ class StreamsConfig(_Wire):
     webhooks: list[str] = []
     file_roots: list[Path] = []
     persist_cameras: bool = True  # cameras added through the API come back after a restart
+    retention: RetentionSpec = RetentionSpec()  # age and size limits of events, snapshots, deliveries
+    max_episode_s: float | None = Field(86_400.0, gt=0)  # an episode open longer ends as `expired`
     include: Path | None = None  # another YAML file with `cameras:` / `webhooks:` to merge in
     num_cpus: float = 0.25  # read by serving/app.py for the deployment's actor options
 

@@ -31,6 +31,7 @@ from pipelines import rules
 from pipelines.events import EventStore, StoredEvent
 from pipelines.rules.base import Event
 from pipelines.sources import CameraState, Frame, FrameSource
+from pipelines.spill import SpillingRecorder
 from pipelines.stream_config import CameraPlan
 from pipelines.track import CameraTracker, detection_columns
 from pipelines.webhooks import WebhookSender
@@ -49,15 +50,21 @@ class EventSink:
         self.sender = sender
         self.webhooks = tuple(webhooks)
         self.listeners: list[Callable[[StoredEvent], None]] = []
+        # A failing disk never loses an event: it waits in memory and is written when the store can.
+        self.recorder = SpillingRecorder(store, on_stored=self._stored)
 
-    def emit(self, event: Event, frame: Frame | None, webhooks: Sequence[str] = ()) -> StoredEvent:
+    def emit(self, event: Event, frame: Frame | None, webhooks: Sequence[str] = (),
+             end_reason: str | None = None) -> StoredEvent | None:
+        """Store the event (None: spilled, stored later); webhooks and listeners follow the store."""
         urls = list(dict.fromkeys([*self.webhooks, *webhooks]))
-        stored = self.store.record(event, frame.image if frame is not None else None, webhooks=urls)
-        if self.sender is not None and urls:
+        image = frame.image if frame is not None and event.phase == "started" else None
+        return self.recorder.record(event, image, webhooks=urls, end_reason=end_reason)
+
+    def _stored(self, stored: StoredEvent) -> None:
+        if self.sender is not None:
             self.sender.wake()
         for listener in list(self.listeners):
             listener(stored)
-        return stored
 
 
 @dataclass
@@ -256,8 +263,12 @@ class StreamRunner:
         with self._lock:
             workers = list(self._workers.values())
             self._workers.clear()
-        for worker in workers:
-            worker.stop()
+        # In parallel: the whole hub must stop within Ray Serve's graceful window, not 5 s per camera.
+        stoppers = [threading.Thread(target=w.stop, name=f"stop-{w.camera_id}") for w in workers]
+        for t in stoppers:
+            t.start()
+        for t in stoppers:
+            t.join()
 
 
 def detect_fn(detector, min_score: float = 0.1) -> Callable[[list[np.ndarray]], list]:

@@ -240,8 +240,16 @@ async def healthz() -> dict:
 @app.get("/readyz", tags=["ops"])
 async def readyz() -> JSONResponse:
     statuses = await _statuses()
+    content: dict[str, Any] = {"capabilities": statuses}
     ready = all(s.get("ready") for s in statuses)
-    return JSONResponse(status_code=200 if ready else 503, content={"ready": ready, "capabilities": statuses})
+    if "streams" in served():  # events that cannot be written (a full disk) make the hub not ready
+        try:
+            content["streams"] = await call(get_handle("streams").health.remote(), 10)
+        except Exception as exc:
+            content["streams"] = {"healthy": False, "problems": [str(unwrap_remote(exc))]}
+        ready = ready and content["streams"]["healthy"]
+    return JSONResponse(status_code=200 if ready else 503, content={"ready": ready, **content})
+
 
 
 @app.get("/v1/models", tags=["ops"])

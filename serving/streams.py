@@ -44,6 +44,7 @@ class StreamManagerCore:
     """
 
     def __init__(self, options: dict | None = None, *, detector_factory=None, data_dir: Path | None = None) -> None:
+        from pipelines.durability import HomeLock, Upkeep
         from pipelines.events import EventStore
         from pipelines.stream_config import StreamsConfig
         from pipelines.streams import EventSink, StreamRunner
@@ -57,7 +58,10 @@ class StreamManagerCore:
         self.config = config
         self.settings = settings
         self.data_dir = Path(data_dir or settings.data_dir)
-        self.store = EventStore.open(self.data_dir)
+        # One hub per data folder: a second one would run the cameras and send the webhooks twice.
+        self.owner = HomeLock.acquire(self.data_dir)
+        quota = config.retention.events.max_mb * 1.25e6 if config.retention.hard_quota else None
+        self.store = EventStore.open(self.data_dir, max_db_bytes=quota)
         self.sender = WebhookSender(self.store).start()
         self.sink = EventSink(self.store, self.sender, config.webhooks)
         self._detector_factory = detector_factory or self._load_detector
@@ -65,7 +69,9 @@ class StreamManagerCore:
         self._models: dict[str, dict] = {}
         self._lock = threading.Lock()
         self.runner = StreamRunner(self._batcher_for, self.sink, inflight=config.batch.inflight_per_camera)
+        self.upkeep = Upkeep(self.store, self.sink.recorder, config.retention).start()
         self._persist_path = self.data_dir / "streams" / "cameras.json"
+        self._persist_lock = threading.Lock()  # concurrent add_stream calls write one file at a time
         self._api_cameras: dict[str, dict] = {}
         for spec in config.cameras:
             self._start(spec)
@@ -166,10 +172,10 @@ class StreamManagerCore:
             return []
 
     def _save_persisted(self) -> None:
-        self._persist_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._persist_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(list(self._api_cameras.values()), indent=1))
-        tmp.replace(self._persist_path)
+        from pipelines.durability import write_json_atomic
+
+        with self._persist_lock:
+            write_json_atomic(self._persist_path, list(self._api_cameras.values()))
 
     # -- events -------------------------------------------------------------------------------
     def list_events(self, camera_id: str | None = None, rule: str | None = None, since: float | None = None,
@@ -203,14 +209,29 @@ class StreamManagerCore:
     def status(self) -> dict:
         return {"cameras": len(self.runner.list()), "models": dict(self._models),
                 "deliveries": self.store.delivery_counts(),
-                "batchers": {ref: vars(b.stats()) for ref, b in self._batchers.items()}}
+                "batchers": {ref: vars(b.stats()) for ref, b in self._batchers.items()},
+                "storage": {"spill": self.sink.recorder.health(), "retention": self.upkeep.retention.last_run},
+                **self.health()}
+
+    def health(self) -> dict:
+        """`healthy` is False while events cannot be written (they wait in memory), the disk is
+        nearly full, or webhooks cannot be sent; `problems` says which, for `/readyz`."""
+        problems = self.upkeep.problems()
+        if not self.sender.alive:
+            problems.append("webhook sender stopped")
+        return {"healthy": not problems, "problems": problems}
 
     def close(self) -> None:
+        """Stop the cameras (in parallel), write what is spilled, stop webhooks (a delivery in
+        flight finishes or stays queued in the store), close the store, release the data folder."""
         self.runner.close()
+        self.upkeep.stop()
+        self.sink.recorder.close()
         self.sender.stop()
         for batcher in self._batchers.values():
             batcher.close(drain=False)
         self.store.close()
+        self.owner.release()
 
 
 def _resolve_paths(options: dict) -> dict:
@@ -227,7 +248,7 @@ def _expand_url(url: str, settings) -> str:
     return url.replace("{shared_dir}", str(settings.shared_dir)).replace("{data_dir}", str(settings.data_dir))
 
 
-@serve.deployment(health_check_period_s=10)
+@serve.deployment(health_check_period_s=10, graceful_shutdown_timeout_s=30)
 class StreamManager:
     """Ray Serve face of `StreamManagerCore`; blocking work runs in threads off the event loop."""
 
@@ -260,7 +281,10 @@ class StreamManager:
         return await asyncio.to_thread(self.core.replay, ids, url)
 
     async def status(self) -> dict:
-        return self.core.status()
+        return await asyncio.to_thread(self.core.status)
+
+    async def health(self) -> dict:
+        return await asyncio.to_thread(self.core.health)
 
     async def subscribe(self, after_seq: int | None = None, camera_id: str | None = None, rule: str | None = None,
                         poll_s: float = 0.5, heartbeat_s: float = 15.0) -> AsyncIterator[dict]:
@@ -287,6 +311,8 @@ class StreamManager:
             raise RuntimeError("webhook sender stopped")
 
     def __del__(self) -> None:
+        # Serve calls this on a graceful stop: cameras stop in parallel, spilled events are written,
+        # queued webhooks stay in the store for the next start (well inside the shutdown window).
         core = getattr(self, "core", None)
         if core is not None:
             core.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import fcntl
 import json
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -169,6 +170,7 @@ class CaseJournal:
             fcntl.flock(fh, fcntl.LOCK_EX)  # replicas append whole lines, never interleaved
             fh.write(lines)
             fh.flush()
+            os.fsync(fh.fileno())  # a case acknowledged to the caller is a case on disk
             fcntl.flock(fh, fcntl.LOCK_UN)
 
     def changed(self) -> bool:
