@@ -76,6 +76,9 @@ class SpeakResponse(Response):
 
 @dataclass(frozen=True)
 class EspeakSettings:
+    """Settings an artifact may give. The program is not one of them: the hub runs `espeak-ng` from
+    PATH, never a binary an artifact names (registry write access must not be code execution)."""
+
     binary: str = "espeak-ng"
     voice_zh: str = "cmn-latn-pinyin"
     voice_en: str = "en-us"
@@ -85,7 +88,6 @@ class EspeakSettings:
     @classmethod
     def from_metadata(cls, meta: dict) -> EspeakSettings:
         return cls(
-            binary=str(meta.get("binary", cls.binary)),
             voice_zh=str(meta.get("voice_zh", cls.voice_zh)),
             voice_en=str(meta.get("voice_en", cls.voice_en)),
             max_chars=int(meta.get("max_chars", cls.max_chars)),
@@ -147,6 +149,9 @@ class SpeechSynthesizer:
             info = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"speak artifact has no readable hub.json: {exc}") from exc
+        if "binary" in info.get("metadata", {}):
+            raise ModelLoadError("this speak artifact names a program to run (`binary`); the hub runs only "
+                                 "espeak-ng from PATH")
         if info.get("format") != FORMAT_ESPEAK:
             raise ModelLoadError(f"unknown speak artifact format {info.get('format')!r} (expected {FORMAT_ESPEAK})")
         self.settings = EspeakSettings.from_metadata(dict(info.get("metadata") or {}))

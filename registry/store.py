@@ -26,8 +26,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from hub.errors import HubError, InvalidInput, ModelNotFound
+from hub.errors import HubError, InvalidInput, ModelLoadError, ModelNotFound
 from hub.settings import HubSettings, apply_runtime_env, get_settings
+from registry.integrity import DIGEST_TAG, check_artifact
 from registry.ref import ModelRef
 
 log = logging.getLogger(__name__)
@@ -141,6 +142,10 @@ class MlflowStore:
         artifact_dir = Path(artifact_dir)
         if not (artifact_dir / "hub.json").is_file():
             raise InvalidInput(f"{artifact_dir} has no hub.json: not a hub model artifact", field="artifact_dir")
+        try:
+            digest = check_artifact(artifact_dir)  # refused now rather than at every replica's load
+        except ModelLoadError as exc:
+            raise InvalidInput(exc.message, field="artifact_dir") from exc
         own_run = run_id is None
         if own_run:
             run_id = self.client.create_run(self._experiment_id(), run_name=f"register-{name}").info.run_id
@@ -152,6 +157,7 @@ class MlflowStore:
             except MlflowException:
                 self.client.create_registered_model(name, description=description or None)
             tags = {f"hub.{k}": str(v)[:4900] for k, v in metadata.items()}
+            tags[DIGEST_TAG] = digest
             version = self.client.create_model_version(
                 name, source=source, run_id=run_id, tags=tags, description=description or None
             )
@@ -249,6 +255,10 @@ class MlflowStore:
             raise _translate(exc, f"model {ref}") from exc
         version = str(mv.version)
         local = self._download(ref.name, version, mv.source)
+        expected = (mv.tags or {}).get(DIGEST_TAG)
+        if expected is None:  # registered around MlflowStore.register, or before digests were recorded
+            log.warning("model %s version %s has no recorded sha256; checking its content only", ref.name, version)
+        check_artifact(local, expected)  # ModelLoadError: the version is refused, the old one keeps serving
         metadata = json.loads((local / "hub.json").read_text())
         return ResolvedModel(name=ref.name, version=version, alias=ref.alias, artifact_dir=local, metadata=metadata)
 

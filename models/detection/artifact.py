@@ -19,6 +19,7 @@ and everything a loader needs recorded in `hub.json`:
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,10 @@ DEFAULT_ONNX = Path("models/detection/yolov8n-coco-int8.onnx")  # inside ../shar
 DEFAULT_SAMPLE = Path("data/images/bus.jpg")
 # Where a user with a network gets the same weights (see `download_weights`).
 YOLOV8N_URL = "https://github.com/ultralytics/assets/releases/download/v8.4.0/yolov8n.pt"
+# `torch_arch` names one of Ultralytics' built-in model YAMLs, never a file or YAML text: a YAML
+# from the artifact would reach Ultralytics' model parser, which resolves names and evaluates args.
+_BUILTIN_ARCH = re.compile(r"^yolo(v?\d{1,2})[nsmlx]?(-[a-z0-9]{1,12})?\.yaml$")
+_MODEL_FILE = re.compile(r"^[A-Za-z0-9_.-]{1,128}\.onnx$")
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,14 @@ class DetectorSpec:
         except (KeyError, ValueError, TypeError, json.JSONDecodeError) as exc:
             raise ModelLoadError(f"detector metadata is incomplete or malformed: {exc}") from exc
 
+    def __post_init__(self) -> None:
+        if self.torch_arch is not None and not _BUILTIN_ARCH.fullmatch(self.torch_arch):
+            raise ModelLoadError(f"torch_arch {self.torch_arch[:60]!r} is not an Ultralytics built-in model name "
+                                 "(e.g. yolov8n.yaml); artifacts cannot bring their own architecture file")
+        if not _MODEL_FILE.fullmatch(self.model_file) or self.model_file.startswith(".."):
+            raise ModelLoadError(f"model_file {self.model_file[:60]!r} must be a plain .onnx file name in the "
+                                 "artifact folder")
+
     @classmethod
     def read(cls, artifact_dir: Path) -> DetectorSpec:
         path = Path(artifact_dir) / "hub.json"
@@ -124,6 +137,9 @@ class DetectorSpec:
                 f"{path} is for {doc.get('capability')!r}/{doc.get('format')!r}, not {CAPABILITY}/{ARTIFACT_FORMAT}"
             )
         spec = cls.from_metadata(doc.get("metadata", {}))
+        root = Path(artifact_dir).resolve()
+        if not (root / spec.model_file).resolve().is_relative_to(root):
+            raise ModelLoadError(f"model_file {spec.model_file!r} lies outside {artifact_dir}")
         if not (Path(artifact_dir) / spec.model_file).is_file():
             raise ModelLoadError(f"{artifact_dir} has no {spec.model_file}")
         return spec

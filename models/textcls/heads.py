@@ -171,7 +171,8 @@ class CharBertHead:
         ensure_torchvision()  # transformers imports torchvision, which needs the shim on CPU torch
         from transformers import BertForSequenceClassification
 
-        model = BertForSequenceClassification.from_pretrained(directory, local_files_only=True)
+        model = BertForSequenceClassification.from_pretrained(directory, local_files_only=True,
+                                                              use_safetensors=True)  # never a pickle
         itos = json.loads((directory / "vocab.json").read_text(encoding="utf-8"))
         return cls(model, itos, int(spec["max_len"]), device)
 
