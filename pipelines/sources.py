@@ -21,11 +21,13 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
+
+from hub.redact import redact_text
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,19 @@ class SourceConfig:
     backoff_max_s: float = 30.0
     max_failures: int | None = None
     options: dict[str, str] = field(default_factory=dict)  # FFmpeg options, e.g. rtsp_transport=tcp
+    # Before every connection (first and each reconnect): the URL to open, or an exception to refuse
+    # it. The stream manager checks the outbound policy here, so a DNS answer that changes to a
+    # private address after the camera was added is caught on the next reconnect.
+    guard: Callable[[str], str] | None = None
+    secrets: tuple[str, ...] = ()  # literal credentials to mask in errors and logs
+    max_frame_pixels: int = 36_000_000  # a larger frame (8K is 33 Mpx) ends the connection
+
+    def connect_config(self) -> SourceConfig:
+        """This config as one connection attempt opens it (the guard applied)."""
+        return self if self.guard is None else replace(self, url=self.guard(self.url), guard=None)
+
+    def redact(self, text: str) -> str:
+        return redact_text(text, self.secrets)
 
     @property
     def is_network(self) -> bool:
@@ -180,14 +195,14 @@ class FrameSource:
                 self._set_state(CameraState.CONNECTING if first else CameraState.RECONNECTING)
             got_frames, reason = False, "eof"
             try:
-                container = self._open(cfg)
+                container = self._open(cfg.connect_config())
             except Exception as exc:  # FFmpeg/OS errors: the boundary of this thread
-                reason = f"open failed: {type(exc).__name__}: {exc}"
+                reason = cfg.redact(f"open failed: {type(exc).__name__}: {exc}")
             else:
                 try:
                     got_frames = self._read(container)
                 except Exception as exc:
-                    reason = f"read failed: {type(exc).__name__}: {exc}"
+                    reason = cfg.redact(f"read failed: {type(exc).__name__}: {exc}")
                 finally:
                     _close_quietly(container)
             if self._stop.is_set():
@@ -259,6 +274,9 @@ class FrameSource:
                 ahead = (ts - self._ts_base) - (now - wall0)
                 if ahead > 0 and self._stop.wait(ahead):
                     break
+            if av_frame.width * av_frame.height > cfg.max_frame_pixels:
+                raise ValueError(f"frame of {av_frame.width}x{av_frame.height} is over the cap of "
+                                 f"{cfg.max_frame_pixels} pixels")
             image = av_frame.to_ndarray(format="rgb24")
             self._publish(Frame(self.camera_id, self._frame_id, ts, image, wall_s=time.time()))
             self._frame_id += 1

@@ -15,6 +15,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from hub.errors import InvalidInput
+from hub.outbound import OutboundPolicy, check_ffmpeg_options
 from hub.yamlconfig import read_yaml_mapping
 from pipelines.retention import RetentionSpec
 from pipelines.rules import ParkingRule, Rule, SpillRule, StaticChange, wanted_classes
@@ -76,8 +78,25 @@ class TrackerSpec(_Wire):
     minimum_consecutive_frames: int = Field(2, ge=1)
 
 
+class WebhookSpec(_Wire):
+    """A webhook receiver with its own signing key (`X-Hub-Signature-256`). `secret` is best given
+    as a `${HUB_WEBHOOK_<NAME>}` reference, resolved from the environment at run time; a literal
+    secret works but is not written to `cameras.json`."""
+
+    url: str = Field(min_length=1, max_length=2048)
+    secret: str | None = Field(None, min_length=16, max_length=512)
+
+
+def webhook_specs(items: list[str | WebhookSpec]) -> list[WebhookSpec]:
+    return [item if isinstance(item, WebhookSpec) else WebhookSpec(url=item) for item in items]
+
+
 class CameraSpec(_Wire):
-    """One camera: where to read it, how often, which model, zones and rules."""
+    """One camera: where to read it, how often, which model, zones and rules.
+
+    Credentials in `url` are best given as references, `rtsp://${HUB_CAMERA_CAM17_USER}:${HUB_CAMERA_CAM17_PASS}@host/s`,
+    resolved from the environment each time the camera connects; only references are persisted.
+    """
 
     camera_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     url: str = Field(min_length=1, max_length=2048)
@@ -89,17 +108,25 @@ class CameraSpec(_Wire):
     tracker: TrackerSpec = TrackerSpec()
     zones: list[ZoneSpec] = []
     rules: list[RuleSpec] = []
-    webhooks: list[str] = []
-    max_failures: int | None = Field(None, ge=1)
-    options: dict[str, str] = {}  # FFmpeg options, e.g. {"rtsp_transport": "udp"}
+    webhooks: list[str | WebhookSpec] = Field([], max_length=16)
+    max_failures: int | None = Field(None, ge=1)  # None: the streams config's `max_failures`
+    options: dict[str, str] = Field({}, max_length=16)  # FFmpeg options from an allow-list, e.g. {"rtsp_transport": "udp"}
 
     @field_validator("webhooks")
     @classmethod
-    def _urls(cls, value: list[str]) -> list[str]:
-        for url in value:
-            if not url.startswith(("http://", "https://")):
-                raise ValueError(f"webhook {url!r} must be an http(s) URL")
+    def _urls(cls, value: list[str | WebhookSpec]) -> list[str | WebhookSpec]:
+        for spec in webhook_specs(value):
+            if not spec.url.startswith(("http://", "https://")):
+                raise ValueError(f"webhook {spec.url!r} must be an http(s) URL")
         return value
+
+    @field_validator("options")
+    @classmethod
+    def _ffmpeg_options(cls, value: dict[str, str]) -> dict[str, str]:
+        try:
+            return check_ffmpeg_options(value)
+        except InvalidInput as exc:  # pydantic reports it as a 400 on `options`, naming the option
+            raise ValueError(exc.message) from None
 
     @field_validator("model")
     @classmethod
@@ -143,7 +170,8 @@ class CameraSpec(_Wire):
                                 track_activation_threshold=t.track_activation_threshold,
                                 high_conf_det_threshold=t.high_conf_det_threshold,
                                 minimum_consecutive_frames=t.minimum_consecutive_frames)
-        return CameraPlan(self.camera_id, source, mapping, tracker, tuple(rules), tuple(self.webhooks), self.model)
+        urls = tuple(spec.url for spec in webhook_specs(self.webhooks))
+        return CameraPlan(self.camera_id, source, mapping, tracker, tuple(rules), urls, self.model)
 
 
 @dataclass(frozen=True)
@@ -166,6 +194,19 @@ class BatchSpec(_Wire):
     inflight_per_camera: int = Field(2, ge=1, le=8)  # frames of one camera in the batcher at once
 
 
+class OutboundSpec(_Wire):
+    """Where cameras and webhooks may connect (see `hub/outbound.py`). Private, loopback and
+    link-local destinations are refused unless `allow` lists them (CIDRs or host names,
+    `*.city.lan` for a domain)."""
+
+    allow: list[str] = []
+    camera_http: bool = False  # MJPEG cameras over http(s); rtsp/rtsps are always allowed
+    webhook_http: bool = False  # plain-http webhook receivers; https is always allowed
+
+    def policy(self) -> OutboundPolicy:
+        return OutboundPolicy(allow=tuple(self.allow), camera_http=self.camera_http, webhook_http=self.webhook_http)
+
+
 class StreamsConfig(_Wire):
     """Options of the stream manager (the `streams:` section of the serving config, or a YAML file).
 
@@ -178,7 +219,9 @@ class StreamsConfig(_Wire):
     rect: bool = True  # letterbox to the frame's aspect (less compute for 16:9 cameras)
     batch: BatchSpec = BatchSpec()
     cameras: list[CameraSpec] = []
-    webhooks: list[str] = []
+    webhooks: list[str | WebhookSpec] = []
+    outbound: OutboundSpec = OutboundSpec()
+    max_failures: int = Field(30, ge=1)  # failed connection attempts in a row before a camera is `failed`
     file_roots: list[Path] = []
     persist_cameras: bool = True  # cameras added through the API come back after a restart
     retention: RetentionSpec = RetentionSpec()  # age and size limits of events, snapshots, deliveries

@@ -27,6 +27,7 @@ import numpy as np
 
 from gpu.batcher import Dropped, DynamicBatcher
 from hub.errors import InvalidInput, NotFound
+from hub.redact import redact_url
 from pipelines import rules
 from pipelines.events import EventStore, StoredEvent
 from pipelines.rules.base import Event
@@ -180,20 +181,13 @@ class CameraWorker:
                 "frames_skipped": src.frames_skipped, "frames_dropped": c.frames_dropped,
                 "reconnects": src.reconnects, "errors": c.errors, "events": c.events,
                 "last_ts_s": src.last_ts_s, "latency_ms": None if c.last_latency_ms is None else round(c.last_latency_ms, 1),
-                "last_error": c.last_error or src.last_error, "added_wall": self.added_wall,
+                "last_error": self.plan.source.redact(c.last_error or src.last_error or "") or None, "added_wall": self.added_wall,
                 "zones": [r.zone.zone_id for r in self.plan.rules],
                 "rules": [type(r).__name__ for r in self.plan.rules],
             }
 
 
-def _redact(url: str) -> str:
-    """Hide credentials in rtsp://user:password@host URLs shown by the API."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.split("@", 1) if "@" in rest.split("/", 1)[0] else ("", rest)
-        if creds:
-            return f"{scheme}://***@{host}"
-    return url
+_redact = redact_url  # credentials in rtsp://user:password@host URLs are never shown
 
 
 class StreamRunner:

@@ -24,7 +24,8 @@ from pydantic import ValidationError
 from ray import serve
 
 from hub.errors import InvalidInput, ModelLoadError
-from hub.settings import apply_runtime_env
+from hub.redact import has_credentials, redact_url, url_secrets
+from hub.settings import apply_runtime_env, has_refs, resolve_refs, webhook_signing_key
 
 log = logging.getLogger("ray.serve")
 REPO = Path(__file__).resolve().parents[1]
@@ -62,8 +63,13 @@ class StreamManagerCore:
         self.owner = HomeLock.acquire(self.data_dir)
         quota = config.retention.events.max_mb * 1.25e6 if config.retention.hard_quota else None
         self.store = EventStore.open(self.data_dir, max_db_bytes=quota)
-        self.sender = WebhookSender(self.store).start()
-        self.sink = EventSink(self.store, self.sender, config.webhooks)
+        self.outbound = config.outbound.policy()
+        self.sender = WebhookSender(self.store, outbound=self.outbound,
+                                    default_secret=webhook_signing_key(settings)).start()
+        from pipelines.stream_config import webhook_specs
+
+        self._webhooks(webhook_specs(config.webhooks), field="webhooks")
+        self.sink = EventSink(self.store, self.sender, [w.url for w in webhook_specs(config.webhooks)])
         self._detector_factory = detector_factory or self._load_detector
         self._batchers: dict[str, Any] = {}
         self._models: dict[str, dict] = {}
@@ -77,6 +83,10 @@ class StreamManagerCore:
             self._start(spec)
         if config.persist_cameras:
             for raw in self._load_persisted():
+                if raw.get("credentials_not_persisted"):
+                    log.error("streams: camera %s was added with literal credentials, which are not saved; "
+                              "add it again, or give them as ${HUB_CAMERA_...} references", raw.get("camera_id"))
+                    continue
                 try:
                     self.add_stream(raw, persist=False, replace=True)
                 except Exception as exc:  # one bad saved camera must not stop the others
@@ -114,12 +124,9 @@ class StreamManagerCore:
 
     # -- cameras ------------------------------------------------------------------------------
     def _check_source(self, url: str) -> None:
-        from pipelines.sources import NETWORK_SCHEMES
-
-        if url.lower().startswith(NETWORK_SCHEMES):
+        if "://" in url:  # a network camera: the outbound policy decides (scheme, resolved address)
+            self.outbound.check_camera(_connect_url(url))
             return
-        if "://" in url:
-            raise InvalidInput(f"unsupported source {url.split('://')[0]}:// (use rtsp, http(s), or a file)", field="url")
         path = Path(url).resolve()
         roots = [self.settings.shared_dir / "data", self.data_dir, *self.config.file_roots]
         if not any(path == r.resolve() or r.resolve() in path.parents for r in roots):
@@ -127,10 +134,30 @@ class StreamManagerCore:
         if not path.is_file():
             raise InvalidInput(f"no such video file: {url}", field="url")
 
+    def _webhooks(self, specs, *, field: str) -> None:
+        """Check receivers against the outbound policy and hand their signing keys to the sender."""
+        for spec in specs:
+            self.outbound.check_webhook(spec.url, field=field)
+            secret = resolve_refs(spec.secret, prefix="HUB_WEBHOOK_", field=field) if spec.secret else None
+            self.sender.set_secret(spec.url, secret)
+
     def _start(self, spec, *, replace: bool = False) -> dict:
+        from dataclasses import replace as with_fields
+
+        from pipelines.stream_config import webhook_specs
+
         spec = spec.model_copy(update={"url": _expand_url(spec.url, self.settings)})
         self._check_source(spec.url)
-        return self.runner.add(spec.plan(), replace=replace)
+        self._webhooks(webhook_specs(spec.webhooks), field="webhooks")
+        plan = spec.plan()
+        source = plan.source
+        if "://" in spec.url:  # checked again before every connection: DNS may answer differently later
+            source = with_fields(source, guard=self._guard, secrets=url_secrets(_connect_url(spec.url)))
+        source = with_fields(source, max_failures=source.max_failures or self.config.max_failures)
+        return self.runner.add(with_fields(plan, source=source), replace=replace)
+
+    def _guard(self, url: str) -> str:
+        return self.outbound.check_camera(_connect_url(url)).pinned_url()
 
     def add_stream(self, payload: dict, *, persist: bool = True, replace: bool = False) -> dict:
         from pipelines.stream_config import CameraSpec
@@ -141,10 +168,10 @@ class StreamManagerCore:
             raise _spec_error(exc) from exc
         stats = self._start(spec, replace=replace)
         if persist and self.config.persist_cameras:
-            self._api_cameras[spec.camera_id] = spec.model_dump(mode="json")
+            self._api_cameras[spec.camera_id] = _persistable(spec.model_dump(mode="json"))
             self._save_persisted()
         elif not persist:
-            self._api_cameras[spec.camera_id] = spec.model_dump(mode="json")
+            self._api_cameras[spec.camera_id] = _persistable(spec.model_dump(mode="json"))
         return stats
 
     def remove_stream(self, camera_id: str) -> dict:
@@ -240,6 +267,31 @@ def _resolve_paths(options: dict) -> dict:
     if out.get("include"):
         out["include"] = str(REPO / out["include"]) if not Path(out["include"]).is_absolute() else out["include"]
     out["file_roots"] = [str(REPO / p) if not Path(p).is_absolute() else p for p in out.get("file_roots", [])]
+    return out
+
+
+def _connect_url(url: str) -> str:
+    """The URL a connection uses: `${HUB_CAMERA_*}` references resolved from the environment."""
+    return resolve_refs(url, prefix="HUB_CAMERA_", field="url", url_quote=True)
+
+
+def _persistable(camera: dict) -> dict:
+    """A camera as `cameras.json` keeps it: `${...}` references as given, literal credentials never.
+
+    A URL with a literal user:password is saved redacted and marked, and is not restored (the log
+    says why); a literal webhook secret is dropped (the hub-wide key signs instead).
+    """
+    out = dict(camera)
+    url = str(out.get("url", ""))
+    if has_credentials(url) and not has_refs(url.split("@", 1)[0]):
+        out["url"] = redact_url(url)
+        out["credentials_not_persisted"] = True
+    hooks = []
+    for hook in out.get("webhooks", []):
+        if isinstance(hook, dict) and hook.get("secret") and not has_refs(hook["secret"]):
+            hook = {**hook, "secret": None}
+        hooks.append(hook)
+    out["webhooks"] = hooks
     return out
 
 
