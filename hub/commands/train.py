@@ -2,6 +2,8 @@
 
     hub train reason --data ../shared/data/text/gov_messages_labelled.csv
     hub train reason --data titles.txt --candidates tfidf,char-bert --max-rows 4000 --no-promote
+    hub train see --data ../shared/data/detection/overhead-cars/data.yaml --model overhead-cars --epochs 50
+    hub eval see --data data.yaml --model models:/overhead-cars@champion
 """
 
 from __future__ import annotations
@@ -56,3 +58,54 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(2) from exc
         alias = "champion" if outcome.promoted else "challenger"
         typer.echo(f"registered: models:/{name}/{outcome.version} (@{alias}); MLflow run {outcome.run_id}")
+
+    _register_see(app, train)
+
+
+def _register_see(app: typer.Typer, train: typer.Typer) -> None:
+    from hub.commands.reason import group
+
+    evaluate = group(app, "eval", "Score registered models on labelled data.")
+
+    @train.command("see")
+    def train_see(
+        data: Path = typer.Option(..., "--data", exists=True, dir_okay=False, help="Ultralytics dataset YAML"),
+        model: str = typer.Option(..., "--model", help="registered model name of the result, e.g. overhead-cars"),
+        epochs: int = typer.Option(50, min=1),
+        imgsz: int = typer.Option(640, min=32, help="training image size (a multiple of 32)"),
+        batch: int = typer.Option(16, min=1),
+        device: str = typer.Option("auto", help="auto (GPU when present), cpu or cuda[:n]"),
+        base: str = typer.Option(None, help="start from this reference (default: the champion of --model, "
+                                             "else of yolov8n-coco)"),
+        promote: bool = typer.Option(True, "--promote/--no-promote", help="move @champion when the gate passes"),
+        seed: int = typer.Option(0),
+    ) -> None:
+        """Fine-tune a detector on DATA, register it as a new version of MODEL, gate it on mAP50-95."""
+        from hub.errors import HubError
+        from training.see.finetune import FinetuneParams
+        from training.see.pipeline import run_pipeline
+
+        params = FinetuneParams(epochs=epochs, imgsz=imgsz, batch=batch, device=device, seed=seed)
+        try:
+            outcome = run_pipeline(data, name=model, params=params, base=base, promote=promote, echo=typer.echo)
+        except HubError as exc:
+            typer.echo(f"error ({exc.status_code}): {exc}", err=True)
+            raise typer.Exit(2) from exc
+        alias = "champion" if outcome.promoted else "challenger"
+        typer.echo(f"registered: models:/{model}/{outcome.version} (@{alias}); MLflow run {outcome.run_id}")
+
+    @evaluate.command("see")
+    def eval_see(
+        data: Path = typer.Option(..., "--data", exists=True, dir_okay=False, help="Ultralytics dataset YAML"),
+        model: str = typer.Option("models:/yolov8n-coco@champion", "--model",
+                                  help="model reference, e.g. models:/overhead-cars/2 or models:/overhead-cars@champion"),
+    ) -> None:
+        """Print mAP50, mAP50-95, precision and recall of MODEL on DATA's val split."""
+        from hub.errors import HubError
+        from training.see.pipeline import evaluate_ref
+
+        try:
+            evaluate_ref(data, model, echo=typer.echo)
+        except HubError as exc:
+            typer.echo(f"error ({exc.status_code}): {exc}", err=True)
+            raise typer.Exit(2) from exc
