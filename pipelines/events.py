@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS events (
     event_id TEXT PRIMARY KEY, camera_id TEXT NOT NULL, rule TEXT NOT NULL, zone_id TEXT NOT NULL,
     track_id INTEGER, started_ts REAL NOT NULL, ended_ts REAL, bbox TEXT NOT NULL, score REAL,
     class_name TEXT, fired_ts REAL, snapshot TEXT, created_wall REAL NOT NULL, updated_wall REAL NOT NULL,
-    end_reason TEXT
+    end_reason TEXT, model TEXT
 );
 CREATE INDEX IF NOT EXISTS events_by_camera ON events (camera_id, created_wall);
 CREATE TABLE IF NOT EXISTS feed (
@@ -61,7 +61,7 @@ CREATE INDEX IF NOT EXISTS deliveries_by_url ON deliveries (url, failed, deliver
 END_REASONS = ("left", "camera_removed", "stream_ended", "expired", "restart_unmatched")
 
 _COLUMNS = ("event_id", "camera_id", "rule", "zone_id", "track_id", "started_ts", "ended_ts", "bbox",
-            "score", "class_name", "fired_ts", "snapshot", "created_wall", "updated_wall", "end_reason")
+            "score", "class_name", "fired_ts", "snapshot", "created_wall", "updated_wall", "end_reason", "model")
 
 
 @dataclass(frozen=True)
@@ -115,8 +115,11 @@ class EventStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # an event acknowledged is an event on disk
         self._db.executescript(_SCHEMA)
-        if "end_reason" not in {r[1] for r in self._db.execute("PRAGMA table_info(events)")}:
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(events)")}
+        if "end_reason" not in columns:
             self._db.execute("ALTER TABLE events ADD COLUMN end_reason TEXT")  # a store from before reasons
+        if "model" not in columns:
+            self._db.execute("ALTER TABLE events ADD COLUMN model TEXT")  # a store from before model versions
         self.set_max_db_bytes(max_db_bytes)
 
     @classmethod
@@ -167,6 +170,8 @@ class EventStore:
                 snapshot_jpeg = encode_snapshot(event, image_rgb)
             if snapshot_jpeg is not None:
                 snapshot = self._write_snapshot(event, snapshot_jpeg)
+            if image_rgb is not None:  # the frame without drawings: what a reviewed event exports for training
+                self._write_snapshot(event, encode_frame(image_rgb), suffix=FRAME_SUFFIX)
         with self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
             seq = self._write_phase(event, snapshot, now, end_reason or "left")
@@ -200,14 +205,15 @@ class EventStore:
             f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
             (event.event_id, event.camera_id, event.rule, event.zone_id, event.track_id,
              event.started_ts, event.ended_ts, json.dumps(list(event.bbox)), event.score,
-             event.class_name, event.fired_ts, snapshot, now, now, end_reason),
+             event.class_name, event.fired_ts, snapshot, now, now, end_reason,
+             None if event.model is None else json.dumps(list(event.model))),
         )
 
-    def _write_snapshot(self, event: Event, data: bytes) -> str:
-        rel = Path(_safe(event.camera_id)) / f"{_safe(event.event_id)}.jpg"
+    def _write_snapshot(self, event: Event, data: bytes, suffix: str = ".jpg") -> str:
+        rel = Path(_safe(event.camera_id)) / f"{_safe(event.event_id)}{suffix}"
         path = self.snapshot_dir / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".jpg.tmp")
+        tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "wb") as fh:  # durable before the row that points at it is committed
             fh.write(data)
             fh.flush()
@@ -236,7 +242,7 @@ class EventStore:
             track_id=int(d["track_id"]) if d["track_id"] is not None else -1, started_ts=d["started_ts"],
             ended_ts=ended, bbox=tuple(json.loads(d["bbox"])), score=d["score"] or 0.0,
             class_name=d["class_name"] or "", phase=phase or ("ended" if ended is not None else "started"),
-            fired_ts=d["fired_ts"],
+            fired_ts=d["fired_ts"], model=tuple(json.loads(d["model"])) if d["model"] else None,
         )
         return StoredEvent(event, d["snapshot"], d["created_wall"], d["updated_wall"], seq,
                            None if ended is None else d["end_reason"])
@@ -304,11 +310,12 @@ class EventStore:
             row = self._db.execute("SELECT MAX(seq) FROM feed").fetchone()
         return int(row[0] or 0)
 
-    def snapshot_bytes(self, event_id: str) -> bytes:
+    def snapshot_bytes(self, event_id: str, *, clean: bool = False) -> bytes:
+        """The snapshot JPEG (box and label drawn), or with `clean=True` the frame without drawings."""
         stored = self.get(event_id)
         if not stored.snapshot:
             raise NotFound(f"event {event_id!r} has no snapshot")
-        path = (self.snapshot_dir / stored.snapshot).resolve()
+        path = (self.snapshot_dir / (frame_path(stored.snapshot) if clean else stored.snapshot)).resolve()
         if self.snapshot_dir.resolve() not in path.parents or not path.exists():
             raise NotFound(f"snapshot of event {event_id!r} is missing")
         return path.read_bytes()
@@ -326,6 +333,22 @@ class EventStore:
 def encode_snapshot(event: Event, image_rgb: np.ndarray) -> bytes:
     """The snapshot of a started event: the frame as JPEG with its box and label drawn."""
     return draw_snapshot(image_rgb, event.bbox, f"{event.rule} {event.class_name} {event.score:.2f}".strip())
+
+
+FRAME_SUFFIX = ".frame.jpg"
+
+
+def frame_path(snapshot: str) -> str:
+    """Where the clean frame of a snapshot (`cam/<event_id>.jpg`) is kept: `cam/<event_id>.frame.jpg`."""
+    return snapshot.removesuffix(".jpg") + FRAME_SUFFIX
+
+
+def encode_frame(image_rgb: np.ndarray, quality: int = 90) -> bytes:
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(np.ascontiguousarray(image_rgb), cv2.COLOR_RGB2BGR),
+                           [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:  # pragma: no cover - see draw_snapshot
+        raise RuntimeError("JPEG encoding failed")
+    return buf.tobytes()
 
 
 def fsync_dir(path: Path) -> None:

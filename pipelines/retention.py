@@ -23,7 +23,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipelines.events import EventStore
+from pipelines.events import EventStore, frame_path
 
 log = logging.getLogger(__name__)
 DAY_S = 86_400.0
@@ -116,6 +116,7 @@ class Retention:
     def _drop_snapshots(self, rows: list[tuple[str, str]]) -> int:
         for _, rel in rows:
             (self.store.snapshot_dir / rel).unlink(missing_ok=True)
+            (self.store.snapshot_dir / frame_path(rel)).unlink(missing_ok=True)  # its clean frame too
         ids = [r[0] for r in rows]
         self.store.execute(f"UPDATE events SET snapshot = NULL WHERE event_id IN ({', '.join('?' * len(ids))})",
                            tuple(ids))

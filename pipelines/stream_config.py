@@ -216,6 +216,7 @@ class StreamsConfig(_Wire):
 
     model: str = DEFAULT_MODEL
     device: str = "auto"
+    model_poll_s: float = Field(5.0, gt=0)  # how often camera detectors check where their alias points
     rect: bool = True  # letterbox to the frame's aspect (less compute for 16:9 cameras)
     batch: BatchSpec = BatchSpec()
     cameras: list[CameraSpec] = []

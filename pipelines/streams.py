@@ -156,6 +156,9 @@ class CameraWorker:
         events: list[Event] = []
         for rule, state in zip(self.plan.rules, self.states, strict=True):
             events.extend(rules.update(rule, state, tracked, frame.ts_s, image=frame.image))
+        model = getattr(detections, "model", None)
+        if model is not None:  # the registered version that saw this frame (detectors follow their alias)
+            events = [e.with_model(model) for e in events]
         for event in events:
             self.sink.emit(event, frame, self.plan.webhooks)
         now = time.time()

@@ -3,7 +3,8 @@ store and webhook delivery. The HTTP routes are in `serving/streams_api.py`.
 
 One replica (cameras are long-lived connections; scale by running more hubs). The detector is
 resolved from the registry (`models:/yolov8n-coco@champion` by default, or a camera's own `model`,
-e.g. a fine-tuned overhead-car detector) and loaded once per distinct reference.
+e.g. a fine-tuned overhead-car detector), loaded once per distinct reference, and follows its alias
+(`pipelines.follow.FollowingDetector`: load beside, warm up, swap; a failed load keeps the old one).
 
 >>> StreamManager.options(name="streams").bind({"include": "configs/streams.yaml"})
 >>> await handle.add_stream.remote({"camera_id": "cam17", "url": "rtsp://...", "zones": [...], "rules": [...]})
@@ -72,7 +73,8 @@ class StreamManagerCore:
         self.sink = EventSink(self.store, self.sender, [w.url for w in webhook_specs(config.webhooks)])
         self._detector_factory = detector_factory or self._load_detector
         self._batchers: dict[str, Any] = {}
-        self._models: dict[str, dict] = {}
+        self._followers: dict[str, Any] = {}  # ref -> FollowingDetector
+        self._registry = None
         self._lock = threading.Lock()
         self.runner = StreamRunner(self._batcher_for, self.sink, inflight=config.batch.inflight_per_camera)
         self.upkeep = Upkeep(self.store, self.sink.recorder, config.retention).start()
@@ -109,18 +111,36 @@ class StreamManagerCore:
     def _batcher_for(self, model: str | None):
         from gpu.batcher import DynamicBatcher
         from gpu.policy import BatchPolicy
+        from pipelines.follow import FollowingDetector
         from pipelines.streams import detect_fn
+        from registry.ref import ModelRef
 
         ref = model or self.config.model
         with self._lock:
             if ref not in self._batchers:
-                detector, info = self._detector_factory(ref)
+                follows = ModelRef.parse(ref).alias is not None
+                detector = FollowingDetector(ref, self._detector_factory, self._alias_version, follows=follows)
+                detector.start(self.config.model_poll_s)
                 b = self.config.batch
                 policy = BatchPolicy(max_batch_size=b.max_batch_size, max_wait_ms=b.max_wait_ms,
                                      max_queue=b.max_queue, max_queue_per_key=b.inflight_per_camera, drop="oldest")
                 self._batchers[ref] = DynamicBatcher(detect_fn(detector), policy, name=f"streams:{ref}")
-                self._models[ref] = info
+                self._followers[ref] = detector
             return self._batchers[ref]
+
+    def _alias_version(self, ref: str) -> str | None:
+        from registry.ref import ModelRef
+        from registry.store import MlflowStore
+
+        parsed = ModelRef.parse(ref)
+        if self._registry is None:
+            self._registry = MlflowStore.from_settings()
+        return self._registry.alias_version(parsed.name, parsed.alias) if parsed.alias else parsed.version
+
+    def _model_info(self, camera_id: str) -> dict | None:
+        """The model a camera runs: name, version, alias, and the error of a refused new version."""
+        follower = self._followers.get(self.runner.worker(camera_id).plan.model or self.config.model)
+        return None if follower is None else follower.info()
 
     # -- cameras ------------------------------------------------------------------------------
     def _check_source(self, url: str) -> None:
@@ -181,12 +201,11 @@ class StreamManagerCore:
         return stats
 
     def list_streams(self) -> list[dict]:
-        return self.runner.list()
+        return [{**s, "model": self._model_info(s["camera_id"])} for s in self.runner.list()]
 
     def get_stream(self, camera_id: str) -> dict:
         out = self.runner.stats(camera_id)
-        model = self.runner.worker(camera_id).plan.model or self.config.model
-        out["model"] = self._models.get(model)
+        out["model"] = self._model_info(camera_id)
         return out
 
     def _load_persisted(self) -> list[dict]:
@@ -234,7 +253,7 @@ class StreamManagerCore:
         return {"replayed": count}
 
     def status(self) -> dict:
-        return {"cameras": len(self.runner.list()), "models": dict(self._models),
+        return {"cameras": len(self.runner.list()), "models": {r: f.info() for r, f in self._followers.items()},
                 "deliveries": self.store.delivery_counts(),
                 "batchers": {ref: vars(b.stats()) for ref, b in self._batchers.items()},
                 "storage": {"spill": self.sink.recorder.health(), "retention": self.upkeep.retention.last_run},
@@ -257,6 +276,8 @@ class StreamManagerCore:
         self.sender.stop()
         for batcher in self._batchers.values():
             batcher.close(drain=False)
+        for follower in self._followers.values():
+            follower.close()
         self.store.close()
         self.owner.release()
 

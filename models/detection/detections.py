@@ -24,6 +24,7 @@ class Detections:
     names: tuple[str, ...]
     image_width: int
     image_height: int
+    model: tuple[str, str] | None = None  # (registered name, version) that produced the boxes, when known
 
     def __post_init__(self) -> None:
         n = len(self.score)
@@ -41,7 +42,8 @@ class Detections:
 
     def filter(self, mask: np.ndarray) -> Detections:
         return Detections(
-            self.xyxy[mask], self.class_id[mask], self.score[mask], self.names, self.image_width, self.image_height
+            self.xyxy[mask], self.class_id[mask], self.score[mask], self.names, self.image_width, self.image_height,
+            self.model,
         )
 
     @classmethod

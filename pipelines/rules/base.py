@@ -41,6 +41,7 @@ class Event:
     class_name: str = ""
     phase: str = "started"
     fired_ts: float | None = None  # video time at which the rule decided (started_ts + dwell)
+    model: tuple[str, str] | None = None  # (registered model name, version) whose detections raised it
 
     def to_dict(self) -> dict:
         return {
@@ -48,7 +49,11 @@ class Event:
             "zone_id": self.zone_id, "track_id": self.track_id, "started_ts": self.started_ts,
             "ended_ts": self.ended_ts, "bbox": list(self.bbox), "score": self.score,
             "class_name": self.class_name, "phase": self.phase, "fired_ts": self.fired_ts,
+            "model": None if self.model is None else {"name": self.model[0], "version": self.model[1]},
         }
+
+    def with_model(self, model: tuple[str, str]) -> Event:
+        return replace(self, model=model)
 
 
 @dataclass(frozen=True)
