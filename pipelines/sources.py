@@ -24,10 +24,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from hub.redact import redact_text
+from pipelines.decode import DecodeOptions, NativeFrame, SkipPolicy, to_analysis
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +46,20 @@ class Frame:
     camera_id: str
     frame_id: int
     ts_s: float
-    image: np.ndarray  # HxWx3 uint8 RGB
+    image: np.ndarray  # HxWx3 uint8 RGB, at analysis size (see `DecodeOptions.max_side_px`)
     wall_s: float = 0.0  # time.time() when decoded (latency, not rules)
+    native: NativeFrame | None = None  # the full-size decoded frame, for evidence snapshots
+
+    @property
+    def native_hw(self) -> tuple[int, int]:
+        """(height, width) of the camera's own frames: the pixels zones and events are in."""
+        if self.native is None:
+            return self.image.shape[0], self.image.shape[1]
+        return self.native.height, self.native.width
+
+    def full_image(self) -> np.ndarray:
+        """Full-resolution RGB (an event's snapshot): converted from the native frame on demand."""
+        return self.image if self.native is None else self.native.rgb()
 
 
 class CameraState(StrEnum):
@@ -77,6 +91,7 @@ class SourceConfig:
     backoff_max_s: float = 30.0
     max_failures: int | None = None
     options: dict[str, str] = field(default_factory=dict)  # FFmpeg options, e.g. rtsp_transport=tcp
+    decode: DecodeOptions = DecodeOptions()  # analysis size, FFmpeg threads, frame skipping
     # Before every connection (first and each reconnect): the URL to open, or an exception to refuse
     # it. The stream manager checks the outbound policy here, so a DNS answer that changes to a
     # private address after the camera was added is caught on the next reconnect.
@@ -115,6 +130,20 @@ def backoff_s(failures: int, initial_s: float, max_s: float) -> float:
     return min(max_s, initial_s * 2.0 ** max(0, failures - 1))
 
 
+@dataclass
+class _Connection:
+    """Reading state of one connection (one `FrameSource._read`)."""
+
+    stream: Any
+    frame_s: float  # nominal frame interval
+    untimed: bool  # timestamps invented by FFmpeg: use arrival time
+    wall0: float  # monotonic time the connection started
+    skip: SkipPolicy
+    skip_mode: str = "DEFAULT"
+    pts0: float | None = None
+    got: bool = False
+
+
 class FrameSource:
     """A camera reader thread with a one-frame hand-over slot. See the module docstring."""
 
@@ -134,6 +163,7 @@ class FrameSource:
         self._last_wall = 0.0  # monotonic time of the last decoded frame
         self._was_live = False
         self._looped = False  # the next connection is the same file from its start
+        self._rate_scale = 1.0  # share of analysis_fps sampled now (fair degradation)
         realtime = config.realtime
         self._lossless = not config.is_network and realtime is False
         self._realtime = not config.is_network and realtime is not False
@@ -179,6 +209,20 @@ class FrameSource:
         if self._thread is not None:
             self._thread.join(timeout_s)
         self._set_state(CameraState.STOPPED)
+
+    def set_rate_scale(self, scale: float) -> None:
+        """Sample `scale` x analysis_fps (0.05..1): the stream runner lowers every camera alike
+        when the box cannot analyse them all at their full rate."""
+        self._rate_scale = min(1.0, max(0.05, float(scale)))
+
+    @property
+    def rate_scale(self) -> float:
+        return self._rate_scale
+
+    @property
+    def lossless(self) -> bool:
+        """A file analysed frame by frame (not paced): nothing is skipped, its rate is never lowered."""
+        return self._lossless
 
     # -- reader thread ------------------------------------------------------------------------
     def _set_state(self, state: CameraState) -> None:
@@ -229,58 +273,101 @@ class FrameSource:
 
     def _read(self, container) -> bool:
         """Decode one connection until it ends; True if it yielded at least one frame."""
-        cfg = self.config
-        period = 1.0 / cfg.analysis_fps if cfg.analysis_fps else 0.0
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        untimed = cfg.is_network and getattr(container.format, "name", "") in _UNTIMED_FORMATS
-        nominal = float(stream.average_rate) if stream.average_rate else 25.0
-        pts0: float | None = None
-        wall0 = time.monotonic()
-        got = False
-        last = self._stats.last_ts_s
-        for av_frame in container.decode(stream):
+        conn = self._connect(container)
+        for av_frame in container.decode(conn.stream):
             if self._stop.is_set():
                 break
             now = time.monotonic()
-            t = None if untimed else av_frame.time
-            if t is None:
-                t = now - wall0
-            if pts0 is None:
-                pts0 = t
-                if last is not None:
-                    # Continue video time after a loop (one frame later) or a reconnect (wall gap).
-                    gap = 1.0 / nominal if not cfg.is_network else max(1.0 / nominal, now - self._last_wall)
-                    self._ts_base = last + gap
-            ts = self._ts_base + (t - pts0)
-            if last is not None and ts <= last:
+            ts = self._video_time(conn, av_frame, now)
+            if ts is None:
                 continue  # a repeated or out-of-order timestamp: keep time strictly increasing
-            if not got:
-                got = True
-                with self._cond:
-                    self._stats.reconnects += 1 if self._was_live and not self._looped else 0
-                    self._stats.failures = 0
-                self._was_live, self._looped = True, False
-                self._set_state(CameraState.LIVE)
-            last = ts
-            self._last_wall = now
-            with self._cond:
-                self._stats.frames_decoded += 1
-                self._stats.last_ts_s = ts
-            if period and ts + 1e-6 < self._next_due:
+            self._count_decoded(conn, ts, now)
+            self._update_skipping(conn, av_frame, ts)
+            if not self._due(ts):
                 continue
-            self._next_due = self._next_due + period if self._next_due + period > ts else ts + period
-            if self._realtime:  # pace a file like a live camera
-                ahead = (ts - self._ts_base) - (now - wall0)
-                if ahead > 0 and self._stop.wait(ahead):
-                    break
-            if av_frame.width * av_frame.height > cfg.max_frame_pixels:
-                raise ValueError(f"frame of {av_frame.width}x{av_frame.height} is over the cap of "
-                                 f"{cfg.max_frame_pixels} pixels")
-            image = av_frame.to_ndarray(format="rgb24")
-            self._publish(Frame(self.camera_id, self._frame_id, ts, image, wall_s=time.time()))
-            self._frame_id += 1
-        return got
+            if self._realtime and self._pace(conn, ts, now):
+                break
+            self._emit(av_frame, ts)
+        return conn.got
+
+    def _connect(self, container) -> _Connection:
+        cfg = self.config
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        if cfg.decode.threads:
+            stream.codec_context.thread_count = cfg.decode.threads
+        nominal = float(stream.average_rate) if stream.average_rate else 25.0
+        untimed = cfg.is_network and getattr(container.format, "name", "") in _UNTIMED_FORMATS
+        # Offline analysis (a lossless file source) keeps every sampled frame exact: no skipping.
+        skip = SkipPolicy(cfg.decode.skip_frames and not self._lossless, self._period_s(), 1.0 / nominal)
+        conn = _Connection(stream, 1.0 / nominal, untimed, time.monotonic(), skip)
+        self._set_skip_mode(conn, skip.mode)
+        return conn
+
+    def _video_time(self, conn: _Connection, av_frame, now: float) -> float | None:
+        """The frame's time on this camera's monotonic clock; None if it does not move time on."""
+        t = None if conn.untimed else av_frame.time
+        if t is None:
+            t = now - conn.wall0
+        last = self._stats.last_ts_s  # written by this thread only
+        if conn.pts0 is None:
+            conn.pts0 = t
+            if last is not None:
+                # Continue video time after a loop (one frame later) or a reconnect (wall gap).
+                gap = conn.frame_s if not self.config.is_network else max(conn.frame_s, now - self._last_wall)
+                self._ts_base = last + gap
+        ts = self._ts_base + (t - conn.pts0)
+        return None if last is not None and ts <= last else ts
+
+    def _count_decoded(self, conn: _Connection, ts: float, now: float) -> None:
+        if not conn.got:
+            conn.got = True
+            with self._cond:
+                self._stats.reconnects += 1 if self._was_live and not self._looped else 0
+                self._stats.failures = 0
+            self._was_live, self._looped = True, False
+            self._set_state(CameraState.LIVE)
+        self._last_wall = now
+        with self._cond:
+            self._stats.frames_decoded += 1
+            self._stats.last_ts_s = ts
+
+    def _update_skipping(self, conn: _Connection, av_frame, ts: float) -> None:
+        conn.skip.set_period(self._period_s())
+        self._set_skip_mode(conn, conn.skip.observe(bool(av_frame.key_frame), ts))
+
+    @staticmethod
+    def _set_skip_mode(conn: _Connection, mode: str) -> None:
+        if mode != conn.skip_mode:
+            conn.stream.codec_context.skip_frame = mode
+            conn.skip_mode = mode
+
+    def _period_s(self) -> float:
+        fps = self.config.analysis_fps
+        return 1.0 / (fps * self._rate_scale) if fps else 0.0
+
+    def _due(self, ts: float) -> bool:
+        """Is a sample due at video time `ts`? Keeps the analysis rate on the video's own clock."""
+        period = self._period_s()
+        if period and ts + 1e-6 < self._next_due:
+            return False
+        self._next_due = self._next_due + period if self._next_due + period > ts else ts + period
+        return True
+
+    def _pace(self, conn: _Connection, ts: float, now: float) -> bool:
+        """Deliver a file like a live camera: wait until the frame's time; True if stopped meanwhile."""
+        ahead = (ts - self._ts_base) - (now - conn.wall0)
+        return ahead > 0 and self._stop.wait(ahead)
+
+    def _emit(self, av_frame, ts: float) -> None:
+        cfg = self.config
+        if av_frame.width * av_frame.height > cfg.max_frame_pixels:
+            raise ValueError(f"frame of {av_frame.width}x{av_frame.height} is over the cap of "
+                             f"{cfg.max_frame_pixels} pixels")
+        image = to_analysis(av_frame, cfg.decode.max_side_px)
+        native = NativeFrame(av_frame) if image.shape[:2] != (av_frame.height, av_frame.width) else None
+        self._publish(Frame(self.camera_id, self._frame_id, ts, image, wall_s=time.time(), native=native))
+        self._frame_id += 1
 
     def _publish(self, frame: Frame) -> None:
         with self._cond:

@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from hub.errors import InvalidInput
 from hub.outbound import OutboundPolicy, check_ffmpeg_options
 from hub.yamlconfig import read_yaml_mapping
+from pipelines.capacity import CapacityPolicy
+from pipelines.decode import DecodeOptions
 from pipelines.retention import RetentionSpec
 from pipelines.rules import ParkingRule, Rule, SpillRule, StaticChange, wanted_classes
 from pipelines.sources import SourceConfig
@@ -207,6 +209,28 @@ class OutboundSpec(_Wire):
         return OutboundPolicy(allow=tuple(self.allow), camera_http=self.camera_http, webhook_http=self.webhook_http)
 
 
+class DecodeSpec(_Wire):
+    """How cameras are decoded on the CPU (see pipelines/decode.py)."""
+
+    max_side_px: int | None = Field(640, ge=32, le=8192)  # analysis image size: the detector's input (None: native)
+    threads: int = Field(1, ge=0, le=64)  # FFmpeg threads per camera (0: FFmpeg's default, one per core)
+    skip_frames: bool = True  # let the decoder drop frames the analysis rate does not need
+
+    def options(self) -> DecodeOptions:
+        return DecodeOptions(max_side_px=self.max_side_px, threads=self.threads, skip_frames=self.skip_frames)
+
+
+class CapacitySpec(_Wire):
+    """What happens when cameras ask more than the box can analyse (see pipelines/capacity.py)."""
+
+    admission: Literal["accept", "warn", "refuse"] = "warn"  # a camera added while over capacity
+    capacity_fps: float | None = Field(None, gt=0)  # analysed frames/s the box serves (bench/streams_e2e.py)
+    interval_s: float = Field(2.0, gt=0, le=60)
+
+    def policy(self) -> CapacityPolicy:
+        return CapacityPolicy(admission=self.admission, capacity_fps=self.capacity_fps, interval_s=self.interval_s)
+
+
 class StreamsConfig(_Wire):
     """Options of the stream manager (the `streams:` section of the serving config, or a YAML file).
 
@@ -219,6 +243,8 @@ class StreamsConfig(_Wire):
     model_poll_s: float = Field(5.0, gt=0)  # how often camera detectors check where their alias points
     rect: bool = True  # letterbox to the frame's aspect (less compute for 16:9 cameras)
     batch: BatchSpec = BatchSpec()
+    decode: DecodeSpec = DecodeSpec()
+    capacity: CapacitySpec = CapacitySpec()
     cameras: list[CameraSpec] = []
     webhooks: list[str | WebhookSpec] = []
     outbound: OutboundSpec = OutboundSpec()

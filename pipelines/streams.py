@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from dataclasses import replace as with_fields
 
 import numpy as np
 
@@ -29,6 +30,8 @@ from gpu.batcher import Dropped, DynamicBatcher
 from hub.errors import InvalidInput, NotFound
 from hub.redact import redact_url
 from pipelines import rules
+from pipelines.capacity import CapacityGovernor, CapacityPolicy, Counts
+from pipelines.decode import DecodeOptions
 from pipelines.events import EventStore, StoredEvent
 from pipelines.rules.base import Event
 from pipelines.sources import CameraState, Frame, FrameSource
@@ -58,7 +61,8 @@ class EventSink:
              end_reason: str | None = None) -> StoredEvent | None:
         """Store the event (None: spilled, stored later); webhooks and listeners follow the store."""
         urls = list(dict.fromkeys([*self.webhooks, *webhooks]))
-        image = frame.image if frame is not None and event.phase == "started" else None
+        # Only a started event keeps a snapshot: the full-size frame is converted for it alone.
+        image = frame.full_image() if frame is not None and event.phase == "started" else None
         return self.recorder.record(event, image, webhooks=urls, end_reason=end_reason)
 
     def _stored(self, stored: StoredEvent) -> None:
@@ -150,8 +154,11 @@ class CameraWorker:
 
     def handle(self, frame: Frame, detections) -> list[Event]:
         """Track, apply every rule, emit events; runs on this camera's worker thread only."""
-        h, w = frame.image.shape[:2]
+        h, w = frame.native_hw  # the camera's own pixels: zones, motion limits and events use them
         xyxy, scores, names = detection_columns(detections)
+        small_h, small_w = frame.image.shape[:2]
+        if (small_h, small_w) != (h, w):  # detected on the smaller analysis copy of the frame
+            xyxy = np.asarray(xyxy, dtype=np.float32) * np.array([w / small_w, h / small_h] * 2, dtype=np.float32)
         tracked = self.tracker.update(xyxy, scores, names, ts_s=frame.ts_s, width=w, height=h)
         events: list[Event] = []
         for rule, state in zip(self.plan.rules, self.states, strict=True):
@@ -169,6 +176,23 @@ class CameraWorker:
             self._times.append(now)
         return events
 
+    def _state(self) -> str:
+        state = self.source.state
+        if state is CameraState.LIVE and self.source.rate_scale < 1.0:
+            return "over_capacity"  # live, but sampled below analysis_fps: the box is full
+        return state.value
+
+    def counts(self) -> Counts:
+        src = self.source.stats()
+        with self._lock:
+            return Counts(src.frames_sampled, src.frames_skipped + self.counters.frames_dropped,
+                          self.counters.frames_analysed)
+
+    @property
+    def governed(self) -> bool:
+        """Live and paced (a camera, or a file played like one): its rate may be lowered."""
+        return self.source.state is CameraState.LIVE and not self.source.lossless
+
     def stats(self) -> dict:
         src = self.source.stats()
         with self._lock:
@@ -178,8 +202,9 @@ class CameraWorker:
             if times and time.time() - times[-1] > 5.0:
                 fps = 0.0  # nothing analysed lately: do not show a stale rate
             return {
-                "camera_id": self.camera_id, "url": _redact(self.plan.source.url), "state": self.source.state.value,
+                "camera_id": self.camera_id, "url": _redact(self.plan.source.url), "state": self._state(),
                 "fps": round(fps, 2), "analysis_fps": self.plan.source.analysis_fps,
+                "rate_scale": round(self.source.rate_scale, 3),
                 "frames_decoded": src.frames_decoded, "frames_analysed": c.frames_analysed,
                 "frames_skipped": src.frames_skipped, "frames_dropped": c.frames_dropped,
                 "reconnects": src.reconnects, "errors": c.errors, "events": c.events,
@@ -200,13 +225,18 @@ class StreamRunner:
     """
 
     def __init__(self, batcher_for: Callable[[str | None], DynamicBatcher], sink: EventSink, *,
-                 inflight: int = 2, max_cameras: int = 256) -> None:
+                 inflight: int = 2, max_cameras: int = 256, decode: DecodeOptions | None = None,
+                 capacity: CapacityPolicy | None = None) -> None:
         self.batcher_for = batcher_for
         self.sink = sink
         self.inflight = inflight
         self.max_cameras = max_cameras
+        self.decode = decode  # None: each camera's own `SourceConfig.decode`
+        self.governor = CapacityGovernor(capacity or CapacityPolicy())
         self._workers: dict[str, CameraWorker] = {}
         self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._governor_thread: threading.Thread | None = None
 
     def add(self, plan: CameraPlan, *, replace: bool = False, source: FrameSource | None = None) -> dict:
         with self._lock:
@@ -215,13 +245,37 @@ class StreamRunner:
                 raise InvalidInput(f"camera {plan.camera_id!r} exists; remove it first", field="camera_id")
             if old is None and len(self._workers) >= self.max_cameras:
                 raise InvalidInput(f"this hub runs at most {self.max_cameras} cameras")
+            demand = sum(w.plan.source.analysis_fps or 0.0 for w in self._workers.values() if not w.source.lossless)
+        warning = None if old is not None else self.governor.admit(demand, plan.source.analysis_fps or 0.0)
         if old is not None:
             old.stop()
+        if self.decode is not None and source is None:
+            plan = with_fields(plan, source=with_fields(plan.source, decode=self.decode))
         worker = CameraWorker(plan, self.batcher_for(plan.model), self.sink, inflight=self.inflight, source=source)
         with self._lock:
             self._workers[plan.camera_id] = worker
+            if self._governor_thread is None:
+                self._governor_thread = threading.Thread(target=self._govern, name="streams-governor", daemon=True)
+                self._governor_thread.start()
         worker.start()
-        return worker.stats()
+        return worker.stats() | ({"warning": warning} if warning else {})
+
+    def _govern(self) -> None:
+        """Every `interval_s`: one rate scale for all live paced cameras (see pipelines/capacity.py)."""
+        while not self._closed.wait(self.governor.policy.interval_s):
+            with self._lock:
+                live = [w for w in self._workers.values() if w.governed]
+            demand = sum(w.plan.source.analysis_fps or 0.0 for w in live)
+            scale = self.governor.step({w.camera_id: w.counts() for w in live}, demand, time.monotonic())
+            for worker in live:
+                worker.source.set_rate_scale(scale)
+
+    def capacity(self) -> dict:
+        """The governor's view: rate scale, analysed frames/s now, capacity (configured or learned)."""
+        g = self.governor
+        return {"over_capacity": g.over_capacity, "rate_scale": round(g.scale, 3), "analysed_fps": round(g.last_fps, 2),
+                "capacity_fps": None if g.capacity_fps is None else round(g.capacity_fps, 1),
+                "admission": g.policy.admission}
 
     def remove(self, camera_id: str) -> dict:
         with self._lock:
@@ -257,6 +311,7 @@ class StreamRunner:
         return False
 
     def close(self) -> None:
+        self._closed.set()
         with self._lock:
             workers = list(self._workers.values())
             self._workers.clear()

@@ -76,7 +76,8 @@ class StreamManagerCore:
         self._followers: dict[str, Any] = {}  # ref -> FollowingDetector
         self._registry = None
         self._lock = threading.Lock()
-        self.runner = StreamRunner(self._batcher_for, self.sink, inflight=config.batch.inflight_per_camera)
+        self.runner = StreamRunner(self._batcher_for, self.sink, inflight=config.batch.inflight_per_camera,
+                                   decode=config.decode.options(), capacity=config.capacity.policy())
         self.upkeep = Upkeep(self.store, self.sink.recorder, config.retention).start()
         self._persist_path = self.data_dir / "streams" / "cameras.json"
         self._persist_lock = threading.Lock()  # concurrent add_stream calls write one file at a time
@@ -96,9 +97,9 @@ class StreamManagerCore:
 
     # -- detectors and batchers ---------------------------------------------------------------
     def _load_detector(self, ref: str):
+        from gpu.device import pick_device
         from models.detection import Detector
         from registry.store import MlflowStore
-        from serving.deployment import pick_device
 
         resolved = MlflowStore.from_settings().resolve(ref)
         detector = Detector(rect=self.config.rect)
@@ -254,7 +255,7 @@ class StreamManagerCore:
 
     def status(self) -> dict:
         return {"cameras": len(self.runner.list()), "models": {r: f.info() for r, f in self._followers.items()},
-                "deliveries": self.store.delivery_counts(),
+                "deliveries": self.store.delivery_counts(), "capacity": self.runner.capacity(),
                 "batchers": {ref: vars(b.stats()) for ref, b in self._batchers.items()},
                 "storage": {"spill": self.sink.recorder.health(), "retention": self.upkeep.retention.last_run},
                 **self.health()}

@@ -128,8 +128,11 @@ def static_blobs(rule: SpillRule, state: SpillState, image: np.ndarray, tracked:
     """Boxes (source pixels) of regions that are new against the background and still since the
     previous frame; updates the background in `state`."""
     cfg = rule.static
-    h, w = image.shape[:2]
-    work, scale = _small(image, min(cfg.work_width_px, w))
+    # Boxes and the zone are in the camera's frame pixels (`tracked`); `image` may be a smaller
+    # analysis copy of that frame (decoded at the detector's size).
+    h, w = tracked.height, tracked.width
+    work, _ = _small(image, min(cfg.work_width_px, image.shape[1]))
+    scale = work.shape[1] / float(w)
     empty = Tracked.empty(w, h)
     restarted = state.last_ts is not None and ts_s < state.last_ts
     if state.background is None or state.background.shape != work.shape or restarted:

@@ -55,10 +55,10 @@ def _paste(frame: np.ndarray, crop: np.ndarray, at: tuple[int, int, int]) -> tup
     return (x, y, x + width, bottom)
 
 
-def _background_frames(road_video: Path) -> list[np.ndarray]:
+def _background_frames(road_video: Path, size: tuple[int, int] = SIZE) -> list[np.ndarray]:
     # The source camera pans during its first ~3.5 s; a fixed traffic camera is what we model.
     with av.open(str(road_video)) as container:
-        return [cv2.resize(f.to_ndarray(format="rgb24"), SIZE, interpolation=cv2.INTER_AREA)
+        return [cv2.resize(f.to_ndarray(format="rgb24"), size, interpolation=cv2.INTER_AREA)
                 for i, f in enumerate(container.decode(video=0)) if i >= STABLE_FROM]
 
 
@@ -71,17 +71,21 @@ def _crops(road_video: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def make_video(out: Path, shared_dir: Path, *, fps: float = 10.0, duration_s: float = 16.0,
-               car_s: tuple[float, float] = (3.0, 12.0), debris_s: tuple[float, float] = (4.0, 14.0)) -> SynthTruth:
-    """Write an H.264 MP4 to `out` and return where and when the objects are."""
+               car_s: tuple[float, float] = (3.0, 12.0), debris_s: tuple[float, float] = (4.0, 14.0),
+               scale: int = 1) -> SynthTruth:
+    """Write an H.264 MP4 to `out` and return where and when the objects are. `scale` 2 renders the
+    same scene at 1280x720 (the road video's own pixels) instead of 640x360."""
     road = shared_dir / "data" / "video" / "road-cars.mp4"
-    background = _background_frames(road)
+    size = (SIZE[0] * scale, SIZE[1] * scale)
+    car_at, debris_at = (tuple(v * scale for v in at) for at in (CAR_AT, DEBRIS_AT))
+    background = _background_frames(road, size)
     car, debris = _crops(road)
     src_fps = 30.0
     car_box = debris_box = (0, 0, 0, 0)
     out.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(out), "w") as container:
         stream = container.add_stream("libx264", rate=int(fps))
-        stream.width, stream.height = SIZE
+        stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
         stream.options = {"crf": "20", "preset": "veryfast", "g": str(int(fps))}
         n = int(round(duration_s * fps))
@@ -92,9 +96,9 @@ def make_video(out: Path, shared_dir: Path, *, fps: float = 10.0, duration_s: fl
             i = i if i < len(background) else period - i  # ping-pong: no jump at the loop point
             frame = background[i].copy()
             if car_s[0] <= t < car_s[1]:
-                car_box = _paste(frame, car, CAR_AT)
+                car_box = _paste(frame, car, car_at)
             if debris_s[0] <= t < debris_s[1]:
-                debris_box = _paste(frame, debris, DEBRIS_AT)
+                debris_box = _paste(frame, debris, debris_at)
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():

@@ -1,0 +1,237 @@
+"""N live-paced cameras through the stream manager's own code path, one table row per camera count.
+
+Each camera is the `road-east` camera of `configs/streams.yaml` (hard-shoulder parking + spill rules)
+reading a looped video file, paced at the file's own frame rate like a live camera. The cameras go
+through `serving.streams.StreamManagerCore`, exactly what the `streams` deployment runs:
+FrameSource -> CameraWorker -> DynamicBatcher -> Detector -> ByteTrack -> rules -> EventStore.
+Only the registry lookup is replaced (the detector artifact is prepared from ../shared directly).
+
+    .venv/bin/python bench/streams_e2e.py --cameras 2,8                  # CPU, 720p road-cars.mp4
+    .venv/bin/python bench/streams_e2e.py --sweep                         # find the knee
+    .venv/bin/python bench/streams_e2e.py --sweep --oversubscribe 2       # and run at 2x the knee
+    python bench/streams_e2e.py --device cuda --resize 1920x1080 --analysis-fps 10 --sweep
+
+Per row: analysed frames/s (total, per camera mean and min), cameras at >= 95 % of their target,
+frames decoded / skipped (replaced in the source's slot before analysis) / dropped (by the
+batcher's per-camera bound), p50/p99 latency from a frame's decode to its result (sampled from
+the public stream stats), CPU cores busy (this process and its children), GPU busy (n/a on CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run as a script from anywhere
+
+HOLD_FRACTION = 0.95  # a camera "holds" its target at >= 95 % of analysis_fps
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cameras", default="2,8", help="comma-separated camera counts (ignored with --sweep)")
+    p.add_argument("--sweep", action="store_true", help="double N from 1 until the target breaks, then bisect")
+    p.add_argument("--max-cameras", type=int, default=64, help="upper bound of the sweep")
+    p.add_argument("--oversubscribe", type=float, default=0.0, help="also run at this multiple of the knee")
+    p.add_argument("--analysis-fps", type=float, default=5.0)
+    p.add_argument("--video", type=Path, default=None, help="default: ../shared/data/video/road-cars.mp4")
+    p.add_argument("--resize", default=None, help="WxH: re-encode the video to this size first (e.g. 1920x1080)")
+    p.add_argument("--gop", type=int, default=None, help="re-encode with this key-frame interval (frames)")
+    p.add_argument("--warmup-s", type=float, default=8.0)
+    p.add_argument("--measure-s", type=float, default=20.0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--option", action="append", default=[],
+                   help="extra StreamsConfig option as key=JSON, e.g. decode='{\"width\": 0}'")
+    p.add_argument("--json", type=Path, default=None)
+    return p.parse_args(argv)
+
+
+def make_video(src: Path, resize: str | None, gop: int | None, work: Path) -> Path:
+    """The input file: `src` itself, or re-encoded to `resize` / key-frame interval `gop` (H.264)."""
+    if not resize and not gop:
+        return src
+    out = work / f"{src.stem}-{resize or 'native'}-g{gop or 'native'}.mp4"
+    cmd = ["ffmpeg", "-v", "error", "-y", "-i", str(src), "-an", "-c:v", "libx264", "-preset", "veryfast",
+           "-crf", "23", "-pix_fmt", "yuv420p"]
+    if resize:
+        w, h = resize.lower().split("x")
+        cmd += ["-vf", f"scale={w}:{h}"]
+    if gop:
+        cmd += ["-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0"]
+    subprocess.run([*cmd, str(out)], check=True)
+    return out
+
+
+def camera_template() -> dict:
+    from hub.yamlconfig import read_yaml_mapping
+
+    cameras = read_yaml_mapping(REPO / "configs/streams.yaml", "streams config")["cameras"]
+    return next(c for c in cameras if c["camera_id"] == "road-east")
+
+
+class Bench:
+    def __init__(self, args, video: Path, work: Path) -> None:
+        from gpu.device import pick_device
+        from models.detection import Detector, prepare_default
+
+        self.args, self.video, self.work = args, video, work
+        self.device = pick_device(args.device)
+        art = work / "artifact"
+        from hub.settings import get_settings
+
+        prepare_default(get_settings().shared_dir, art)
+        self.detector = Detector(rect=True)
+        self.detector.load(art, self.device)
+        self.template = camera_template()
+        self.options = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.option)}
+
+    def factory(self, ref: str):
+        return self.detector, {"name": "yolov8n-coco", "version": "bench", "alias": None}
+
+    def run(self, n: int) -> dict:
+        import psutil
+
+        from serving.streams import StreamManagerCore
+
+        data = Path(tempfile.mkdtemp(prefix=f"streams-{n}-", dir=self.work))
+        options = {"device": self.device, "persist_cameras": False, "file_roots": [str(self.video.parent)],
+                   "batch": {"max_batch_size": 16 if self.device == "cpu" else 64}, **self.options}
+        core = StreamManagerCore(options, detector_factory=self.factory, data_dir=data)
+        proc = psutil.Process()
+        try:
+            for c in range(n):
+                core.add_stream({**self.template, "camera_id": f"cam-{c:03d}", "url": str(self.video),
+                                 "analysis_fps": self.args.analysis_fps, "webhooks": []})
+            time.sleep(self.args.warmup_s)
+            before, cpu0, t0 = _by_camera(core.list_streams()), _cpu_s(proc), time.monotonic()
+            latencies = _sample_latencies(core, self.args.measure_s)
+            after, cpu1, t1 = _by_camera(core.list_streams()), _cpu_s(proc), time.monotonic()
+            status = core.status()
+        finally:
+            core.close()
+        return summarise(n, self.args.analysis_fps, before, after, t1 - t0, cpu1 - cpu0, latencies, status)
+
+
+def _by_camera(streams: list[dict]) -> dict[str, dict]:
+    return {s["camera_id"]: s for s in streams}
+
+
+def _cpu_s(proc) -> float:
+    """CPU seconds of this process and its live children (decoder processes, if any)."""
+    total = sum(proc.cpu_times()[:2])
+    for child in proc.children(recursive=True):
+        with contextlib.suppress(Exception):  # a child that ended between listing and asking
+            total += sum(child.cpu_times()[:2])
+    return total
+
+
+def _sample_latencies(core, seconds: float) -> list[float]:
+    """Each camera's frame->result latency of its newest analysed frame, sampled when it changes."""
+    seen: dict[str, int] = {}
+    out: list[float] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for s in core.list_streams():
+            if s["frames_analysed"] != seen.get(s["camera_id"]) and s["latency_ms"] is not None:
+                seen[s["camera_id"]] = s["frames_analysed"]
+                out.append(s["latency_ms"])
+        time.sleep(0.1)
+    return out
+
+
+def summarise(n: int, target: float, before: dict, after: dict, seconds: float, cpu_s: float,
+              latencies: list[float], status: dict) -> dict:
+    def delta(key: str) -> np.ndarray:
+        return np.array([after[c][key] - before[c][key] for c in after], dtype=float)
+
+    per_camera = delta("frames_analysed") / seconds
+    lat = np.array(latencies) if latencies else np.array([np.nan])
+    states = sorted({s.get("state", "?") for s in after.values()})
+    return {
+        "cameras": n, "target_fps": target, "seconds": round(seconds, 1),
+        "total_fps": float(per_camera.sum()), "mean_fps": float(per_camera.mean()), "min_fps": float(per_camera.min()),
+        "holding": int((per_camera >= HOLD_FRACTION * target).sum()),
+        "decoded": int(delta("frames_decoded").sum()), "skipped": int(delta("frames_skipped").sum()),
+        "dropped": int(delta("frames_dropped").sum()),
+        "p50_ms": float(np.nanpercentile(lat, 50)), "p99_ms": float(np.nanpercentile(lat, 99)),
+        "cpu_cores": cpu_s / seconds, "gpu_busy": "n/a", "states": states,
+        "mean_batch": round(np.mean([b["completed"] / max(b["batches"], 1) for b in status["batchers"].values()]), 1),
+    }
+
+
+HEADER = ("| cameras | analysed frames/s total | per camera mean / min (target {t:g}) | cameras >= 95 % "
+          "| decoded / skipped / dropped | p50 / p99 latency | CPU cores busy | GPU busy | states |\n"
+          "|---|---|---|---|---|---|---|---|---|")
+
+
+def row(r: dict) -> str:
+    return (f"| {r['cameras']} | {r['total_fps']:.1f} | {r['mean_fps']:.2f} / {r['min_fps']:.2f} | "
+            f"{r['holding']}/{r['cameras']} | {r['decoded']} / {r['skipped']} / {r['dropped']} | "
+            f"{r['p50_ms']:.0f} / {r['p99_ms']:.0f} ms | {r['cpu_cores']:.2f} | {r['gpu_busy']} | "
+            f"{','.join(r['states'])} |")
+
+
+def holds(r: dict) -> bool:
+    return r["holding"] == r["cameras"]
+
+
+def sweep(bench: Bench, max_n: int, report) -> int:
+    """Double N until some camera misses its target, then bisect: the knee is the largest N that holds."""
+    good, bad, n = 0, None, 1
+    while n <= max_n:
+        if holds(report(bench.run(n))):
+            good, n = n, n * 2
+        else:
+            bad = n
+            break
+    while bad is not None and bad - good > 1:
+        mid = (good + bad) // 2
+        if holds(report(bench.run(mid))):
+            good = mid
+        else:
+            bad = mid
+    return good
+
+
+def main(argv=None) -> list[dict]:
+    args = parse_args(argv)
+    from hub.settings import apply_runtime_env
+
+    settings = apply_runtime_env()
+    work = Path(tempfile.mkdtemp(prefix="streams-e2e-"))
+    video = make_video(args.video or settings.shared_dir / "data/video/road-cars.mp4", args.resize, args.gop, work)
+    bench = Bench(args, video, work)
+    rows: list[dict] = []
+    print(f"device {bench.device}; video {video.name}; analysis_fps {args.analysis_fps:g}; "
+          f"warm-up {args.warmup_s:g} s, measured {args.measure_s:g} s per row; options {bench.options or '-'}")
+    print(HEADER.format(t=args.analysis_fps))
+
+    def report(r: dict) -> dict:
+        rows.append(r)
+        print(row(r), flush=True)
+        return r
+
+    if args.sweep:
+        knee = sweep(bench, args.max_cameras, report)
+        print(f"knee: {knee} cameras hold {args.analysis_fps:g} analysed frames/s each")
+        if args.oversubscribe and knee:
+            report(bench.run(max(1, round(knee * args.oversubscribe))) | {"oversubscribed": args.oversubscribe})
+    else:
+        for n in (int(v) for v in args.cameras.split(",")):
+            report(bench.run(n))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
