@@ -23,7 +23,8 @@ def _options(verbose: bool = typer.Option(False, "--verbose", "-v", help="also p
 
 
 # Order here is the order in `hub --help`.
-COMMAND_MODULES = ("serve", "models", "see", "streams", "read", "listen", "speak", "hotline", "reason", "train")
+COMMAND_MODULES = ("serve", "models", "see", "streams", "review", "read", "listen", "speak", "hotline", "reason",
+                   "train")
 
 
 def _register_all() -> None:

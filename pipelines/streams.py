@@ -97,6 +97,7 @@ class CameraWorker:
         self.tracker = CameraTracker(plan.tracker, plan.mapping)
         self.states = [rules.new_state(rule, plan.camera_id) for rule in plan.rules]
         self.counters = _Counters()
+        self.last_image: np.ndarray | None = None
         self._times: deque[float] = deque(maxlen=32)  # wall times of recent analysed frames (fps)
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -170,6 +171,7 @@ class CameraWorker:
             self.sink.emit(event, frame, self.plan.webhooks)
         now = time.time()
         with self._lock:
+            self.last_image = frame.image  # the UI's thumbnail (a reference: no copy per frame)
             self.counters.frames_analysed += 1
             self.counters.events += len(events)
             self.counters.last_latency_ms = (now - frame.wall_s) * 1000.0 if frame.wall_s else None

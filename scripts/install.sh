@@ -8,6 +8,9 @@ need_apt=()
 command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
 [ -e /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ] || need_apt+=(fonts-wqy-zenhei)
 command -v ffmpeg >/dev/null 2>&1 || need_apt+=(ffmpeg)
+# The browser test of the review pages (tests/serving/test_ui_browser.py): Debian's Chromium, driven
+# by the pinned Playwright package with executable_path=/usr/bin/chromium (never `playwright install`).
+[ -x /usr/bin/chromium ] || need_apt+=(chromium chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq

@@ -76,6 +76,11 @@ class AuthMiddleware(BaseHTTPMiddleware):
     async def dispatch(self, request: Request, call_next):
         keys: KeyRing | None = _STATE.get("keys")
         if keys is not None and request.url.path not in OPEN_PATHS:
+            if _is_ui(request.url.path) and "authorization" not in request.headers:
+                from serving.ui import browser_gate  # the review pages: a login form and a session cookie
+
+                denied = browser_gate(request, keys)
+                return denied if denied is not None else await call_next(request)
             try:
                 request.state.key_name = keys.check(request.headers.get("authorization"))
             except HubError as exc:
@@ -83,12 +88,16 @@ class AuthMiddleware(BaseHTTPMiddleware):
         return await call_next(request)
 
 
+def _is_ui(path: str) -> bool:
+    return path == "/ui" or path.startswith("/ui/")
+
+
 app.add_middleware(AuthMiddleware)
 
 
 def _include_optional_routers() -> None:
     # Pipelines add their own routes (streams, hotline); a build without them still serves.
-    for module_name in ("serving.streams_api", "serving.hotline_api"):
+    for module_name in ("serving.streams_api", "serving.hotline_api", "serving.review_api", "serving.ui"):
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:

@@ -64,6 +64,9 @@ class StreamManagerCore:
         self.owner = HomeLock.acquire(self.data_dir)
         quota = config.retention.events.max_mb * 1.25e6 if config.retention.hard_quota else None
         self.store = EventStore.open(self.data_dir, max_db_bytes=quota)
+        from pipelines.review import ReviewBook
+
+        self.reviews = ReviewBook(self.store)
         self.outbound = config.outbound.policy()
         self.sender = WebhookSender(self.store, outbound=self.outbound,
                                     default_secret=webhook_signing_key(settings)).start()
@@ -232,8 +235,25 @@ class StreamManagerCore:
     def get_event(self, event_id: str) -> dict:
         return self.store.get(event_id).to_dict()
 
-    def get_snapshot(self, event_id: str) -> bytes:
-        return self.store.snapshot_bytes(event_id)
+    def get_snapshot(self, event_id: str, clean: bool = False) -> bytes:
+        return self.store.snapshot_bytes(event_id, clean=clean)
+
+    def review_event(self, event_id: str, action: str, note: str | None = None, reviewer: str | None = None) -> dict:
+        self.reviews.review(event_id, action, note=note, reviewer=reviewer)
+        return self.reviews.event(event_id)
+
+    def thumbnail(self, camera_id: str) -> bytes:
+        from hub.errors import NotFound
+        from pipelines.review import thumbnail_jpeg
+
+        image = self.runner.worker(camera_id).last_image
+        if image is None:
+            raise NotFound(f"camera {camera_id!r} has not analysed a frame yet")
+        return thumbnail_jpeg(image)
+
+    def list_reviews(self, filters: dict) -> list[dict]:
+        """Events with their review; filters: camera_id, rule, since_wall, until_wall, state, limit."""
+        return self.reviews.list_events(**filters)
 
     def feed(self, after_seq: int, camera_id: str | None = None, rule: str | None = None, limit: int = 100) -> list[dict]:
         items = self.store.feed(after_seq, limit)
@@ -345,8 +365,18 @@ class StreamManager:
                           limit: int = 100) -> list[dict]:
         return await asyncio.to_thread(self.core.list_events, camera_id, rule, since, limit)
 
-    async def get_snapshot(self, event_id: str) -> bytes:
-        return await asyncio.to_thread(self.core.get_snapshot, event_id)
+    async def get_snapshot(self, event_id: str, clean: bool = False) -> bytes:
+        return await asyncio.to_thread(self.core.get_snapshot, event_id, clean)
+
+    async def review_event(self, event_id: str, action: str, note: str | None = None,
+                           reviewer: str | None = None) -> dict:
+        return await asyncio.to_thread(self.core.review_event, event_id, action, note, reviewer)
+
+    async def thumbnail(self, camera_id: str) -> bytes:
+        return await asyncio.to_thread(self.core.thumbnail, camera_id)
+
+    async def list_reviews(self, filters: dict) -> list[dict]:
+        return await asyncio.to_thread(self.core.list_reviews, filters)
 
     async def dead_letters(self, url: str | None = None, limit: int = 100) -> list[dict]:
         return await asyncio.to_thread(self.core.dead_letters, url, limit)
