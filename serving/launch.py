@@ -76,9 +76,9 @@ def start(config_path: Path, *, host: str | None = None, port: int | None = None
         config = config.model_copy(update={"http": config.http.model_copy(
             update={k: v for k, v in (("host", host), ("port", port)) if v is not None})})
         ServingConfig.model_validate(config.model_dump())
+    step(f"opening the registry {settings.registry_uri}")
     store = MlflowStore.from_settings(settings)
     if bootstrap:
-        step(f"registry {settings.registry_uri}: checking the default models")
         bootstrap_for(config, settings, store, step)
     check_models(config, store)
     from serving.auth import KeyRing

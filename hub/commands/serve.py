@@ -55,6 +55,7 @@ def _serve_foreground(config: Path | None, host: str | None, port: int | None, a
     _log_to_file(log_file)
     step = Steps(logging.getLogger(STEP_LOGGER))
     step(f"HUB_HOME {settings.home}; log {log_file}")
+    step("loading Ray Serve and MLflow")
     from hub.errors import HubError
     from serving.launch import start, stop
 
@@ -198,12 +199,15 @@ def register(app: typer.Typer) -> None:
         with open(path, "rb") as f:
             for line in f.read().decode(errors="replace").splitlines()[-lines:]:
                 typer.echo(line)
-            while follow:
-                chunk = f.read()
-                if chunk:
-                    typer.echo(chunk.decode(errors="replace"), nl=False)
-                else:
-                    time.sleep(0.5)
+            try:
+                while follow:
+                    chunk = f.read()
+                    if chunk:
+                        typer.echo(chunk.decode(errors="replace"), nl=False)
+                    else:
+                        time.sleep(0.5)
+            except KeyboardInterrupt:
+                return
 
     keys = typer.Typer(help="API keys for non-loopback binds.", no_args_is_help=True)
     app.add_typer(keys, name="keys")
