@@ -34,6 +34,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
 HOLD_FRACTION = 0.95  # a camera "holds" its target at >= 95 % of analysis_fps
+# The pipeline as it was before issue 10, expressed as stream-manager options.
+LEGACY = {"decode": {"max_side_px": None, "threads": 0, "skip_frames": False},
+          "capacity": {"admission": "accept", "interval_s": 60.0}}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -51,6 +54,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="auto")
     p.add_argument("--option", action="append", default=[],
                    help="extra StreamsConfig option as key=JSON, e.g. decode='{\"width\": 0}'")
+    p.add_argument("--compare", action="store_true",
+                   help="before each row, run the same N with the pre-issue-10 decoding (full-size RGB, FFmpeg's "
+                        "default threads, no frame skipping, no rate governor): a baseline under the same load")
     p.add_argument("--json", type=Path, default=None)
     return p.parse_args(argv)
 
@@ -97,14 +103,15 @@ class Bench:
     def factory(self, ref: str):
         return self.detector, {"name": "yolov8n-coco", "version": "bench", "alias": None}
 
-    def run(self, n: int) -> dict:
+    def run(self, n: int, legacy: bool = False) -> dict:
         import psutil
 
         from serving.streams import StreamManagerCore
 
         data = Path(tempfile.mkdtemp(prefix=f"streams-{n}-", dir=self.work))
         options = {"device": self.device, "persist_cameras": False, "file_roots": [str(self.video.parent)],
-                   "batch": {"max_batch_size": 16 if self.device == "cpu" else 64}, **self.options}
+                   "batch": {"max_batch_size": 16 if self.device == "cpu" else 64}, **self.options,
+                   **(LEGACY if legacy else {})}
         core = StreamManagerCore(options, detector_factory=self.factory, data_dir=data)
         proc = psutil.Process()
         try:
@@ -118,7 +125,8 @@ class Bench:
             status = core.status()
         finally:
             core.close()
-        return summarise(n, self.args.analysis_fps, before, after, t1 - t0, cpu1 - cpu0, latencies, status)
+        out = summarise(n, self.args.analysis_fps, before, after, t1 - t0, cpu1 - cpu0, latencies, status)
+        return out | {"config": "before" if legacy else "now"}
 
 
 def _by_camera(streams: list[dict]) -> dict[str, dict]:
@@ -168,15 +176,16 @@ def summarise(n: int, target: float, before: dict, after: dict, seconds: float, 
     }
 
 
-HEADER = ("| cameras | analysed frames/s total | per camera mean / min (target {t:g}) | cameras >= 95 % "
-          "| decoded / skipped / dropped | p50 / p99 latency | CPU cores busy | GPU busy | states |\n"
-          "|---|---|---|---|---|---|---|---|---|")
+HEADER = ("| config | cameras | analysed frames/s total | per camera mean / min (target {t:g}) | cameras >= 95 % "
+          "| decoded / skipped / dropped | p50 / p99 latency | CPU cores busy | frames per core-second | GPU busy "
+          "| states |\n|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def row(r: dict) -> str:
-    return (f"| {r['cameras']} | {r['total_fps']:.1f} | {r['mean_fps']:.2f} / {r['min_fps']:.2f} | "
+    per_core = r["total_fps"] / r["cpu_cores"] if r["cpu_cores"] else float("nan")
+    return (f"| {r['config']} | {r['cameras']} | {r['total_fps']:.1f} | {r['mean_fps']:.2f} / {r['min_fps']:.2f} | "
             f"{r['holding']}/{r['cameras']} | {r['decoded']} / {r['skipped']} / {r['dropped']} | "
-            f"{r['p50_ms']:.0f} / {r['p99_ms']:.0f} ms | {r['cpu_cores']:.2f} | {r['gpu_busy']} | "
+            f"{r['p50_ms']:.0f} / {r['p99_ms']:.0f} ms | {r['cpu_cores']:.2f} | {per_core:.1f} | {r['gpu_busy']} | "
             f"{','.join(r['states'])} |")
 
 
@@ -227,7 +236,12 @@ def main(argv=None) -> list[dict]:
             report(bench.run(max(1, round(knee * args.oversubscribe))) | {"oversubscribed": args.oversubscribe})
     else:
         for n in (int(v) for v in args.cameras.split(",")):
-            report(bench.run(n))
+            if args.compare:
+                before = report(bench.run(n, legacy=True))
+            now = report(bench.run(n))
+            if args.compare:
+                print(f"  {n} cameras: {now['total_fps'] / max(before['total_fps'], 1e-9):.2f}x the analysed "
+                      f"frames/s of the pre-issue-10 decoding, {now['total_fps'] / max(now['cpu_cores'], 1e-9) / max(before['total_fps'] / max(before['cpu_cores'], 1e-9), 1e-9):.2f}x per CPU core-second", flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return rows

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from hub.backoff import backoff_s
 from hub.redact import redact_text
 from pipelines.decode import DecodeOptions, NativeFrame, SkipPolicy, to_analysis
 
@@ -123,11 +123,6 @@ class SourceStats:
     failures: int = 0  # consecutive failed attempts (0 once live)
     last_error: str | None = None
     last_ts_s: float | None = None
-
-
-def backoff_s(failures: int, initial_s: float, max_s: float) -> float:
-    """Exponential back-off for the n-th consecutive failure (1-based), capped."""
-    return min(max_s, initial_s * 2.0 ** max(0, failures - 1))
 
 
 @dataclass
@@ -267,7 +262,7 @@ class FrameSource:
                 return
             first, self._looped = False, False
             self._set_state(CameraState.RECONNECTING)
-            delay = backoff_s(failures, cfg.backoff_initial_s, cfg.backoff_max_s) * random.uniform(0.8, 1.2)
+            delay = backoff_s(failures, cfg.backoff_initial_s, cfg.backoff_max_s, jitter=0.2)
             self._stop.wait(delay)
         self._set_state(CameraState.STOPPED)
 

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.sources import CameraState, FrameSource, SourceConfig, backoff_s
+from hub.backoff import backoff_s
+from pipelines.sources import CameraState, FrameSource, SourceConfig
 
 
 def write_video(path: Path, n_frames: int, fps: int, size=(160, 96)) -> Path:
