@@ -19,7 +19,7 @@ from gpu.device import is_cuda, pick_device, warm_up
 from gpu.nms import batched_nms
 from hub.contract import Blob, Response, WireModel
 from hub.errors import HubError, InvalidInput, ModelLoadError, NotReady
-from hub.media import decode_image
+from hub.media import PixelBudget, decode_image
 from models.detection.artifact import SAMPLE_FILE, DetectorSpec
 from models.detection.backends import Backend, make_backend
 from models.detection.detections import Detections
@@ -167,10 +167,11 @@ class Detector:
         self._require()
         out: list[SeeResponse | HubError | None] = [None] * len(requests)
         frames, slots = [], []
+        budget = PixelBudget()  # the decoded pixels of one batch are capped, not only each image's
         for i, req in enumerate(requests):
             try:
                 self._class_ids(req.classes)  # unknown names are this item's error, not the batch's
-                frames.append(decode_image(req.image, field="image"))
+                frames.append(decode_image(req.image, field="image", budget=budget))
                 slots.append(i)
             except HubError as exc:
                 out[i] = exc

@@ -20,7 +20,7 @@ import numpy as np
 
 from hub.contract import Blob, Response, WireModel
 from hub.errors import HubError
-from hub.media import decode_image, encode_jpeg
+from hub.media import PixelBudget, decode_image, encode_jpeg
 from models.ocr.checksums import redact
 from models.ocr.documents import detect_type, extract
 from models.ocr.engine import EngineConfig, OcrLine, PpOcrEngine
@@ -112,9 +112,10 @@ class OcrReader:
         started = time.perf_counter()
         out: list[ReadResponse | HubError | None] = [None] * len(requests)
         images, slots = [], []
+        budget = PixelBudget()  # the decoded pixels of one batch are capped, not only each image's
         for i, request in enumerate(requests):
             try:
-                images.append(decode_image(request.image))
+                images.append(decode_image(request.image, budget=budget))
                 slots.append(i)
             except HubError as exc:  # a corrupt or oversized image fails only its own request
                 out[i] = exc
