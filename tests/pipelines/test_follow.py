@@ -117,3 +117,21 @@ def test_a_pinned_reference_never_polls():
     det = FollowingDetector("models:/cars/1", reg.load, reg.current, follows=False).start(poll_s=0.01)
     assert det._thread is None and det.info()["follows"] is False
     det.close()
+
+
+@pytest.mark.parametrize("model, expected", [
+    (("cars", "2"), {"name": "cars", "version": "2"}),
+    (None, None),  # an event of a store from before model versions
+])
+def test_events_record_the_model_in_store_feed_and_payload(tmp_path, model, expected):
+    """The feed entry is what SSE sends and what a webhook delivery's body is made of."""
+    from pipelines.events import EventStore
+    from pipelines.rules.base import Event
+
+    store = EventStore(tmp_path)
+    event = Event("e1", "cam", "spill", "road", 1, 1.0, None, (1, 2, 3, 4), 0.9, "debris", model=model)
+    stored = store.record(event, np.zeros((8, 8, 3), np.uint8), webhooks=["http://127.0.0.1:9/hook"])
+    assert store.get("e1").to_dict()["model"] == expected
+    assert store.feed_item(stored.seq).to_dict()["model"] == expected
+    ended = store.record(Event("e1", "cam", "spill", "road", 1, 1.0, 5.0, (1, 2, 3, 4), 0.9, "debris", phase="ended"))
+    assert store.feed_item(ended.seq).to_dict()["model"] == expected  # the episode keeps its start's model
