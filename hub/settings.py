@@ -32,6 +32,11 @@ OFFLINE_ENV = {
     "TRANSFORMERS_OFFLINE": "1",
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # a progress bar per model load is noise in logs and CLI output
+    # MLflow's HTTP client retries for minutes by default; a replica must notice an outage in
+    # seconds and start from its cache (serving/lifecycle.py), so: 3 quick retries, 20 s timeout.
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
     "DO_NOT_TRACK": "1",
     "RAY_USAGE_STATS_ENABLED": "0",
     "TOKENIZERS_PARALLELISM": "false",

@@ -26,8 +26,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from hub.errors import HubError, InvalidInput, ModelLoadError, ModelNotFound
+from hub.errors import HubError, InvalidInput, ModelLoadError, ModelNotFound, RegistryUnavailable
 from hub.settings import HubSettings, apply_runtime_env, get_settings
+from registry.cache import ArtifactCache
 from registry.integrity import DIGEST_TAG, check_artifact
 from registry.ref import ModelRef
 
@@ -49,6 +50,8 @@ class ResolvedModel:
     alias: str | None
     artifact_dir: Path
     metadata: dict[str, Any] = field(default_factory=dict)
+    from_cache: bool = False  # the registry was unreachable: this is the last version known locally
+    registry_error: str | None = None  # why the registry was not asked (when from_cache)
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,9 @@ def _translate(exc: Exception, what: str) -> HubError:
         return ModelNotFound(f"{what} not found in the model registry")
     if isinstance(exc, MlflowException) and exc.error_code == "INVALID_PARAMETER_VALUE" and "alias" in str(exc):
         return ModelNotFound(f"{what} not found in the model registry")
-    return HubError(f"model registry error for {what}: {exc}")
+    # Anything else (connection refused, a locked database, a 5xx) says nothing about whether the
+    # model exists: it is an outage, and replicas may serve from their local cache meanwhile.
+    return RegistryUnavailable(f"model registry unavailable for {what}: {type(exc).__name__}: {exc}")
 
 
 class MlflowStore:
@@ -111,6 +116,7 @@ class MlflowStore:
         self.registry_uri = registry_uri
         self.artifact_root = artifact_root
         self.cache_dir = cache_dir
+        self.local = ArtifactCache(cache_dir)
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
 
     @classmethod
@@ -169,12 +175,22 @@ class MlflowStore:
 
     # -- aliases ------------------------------------------------------------------------------
     def alias_version(self, name: str, alias: str) -> str | None:
-        from mlflow.exceptions import MlflowException
-
+        """The version `alias` points at; None if the model or alias does not exist. An unreachable
+        registry raises `RegistryUnavailable` (it is not the same as "does not exist")."""
         try:
-            return str(self.client.get_model_version_by_alias(name, alias).version)
-        except MlflowException:
-            return None
+            version = str(self.client.get_model_version_by_alias(name, alias).version)
+        except Exception as exc:
+            error = _translate(exc, f"models:/{name}@{alias}")
+            if isinstance(error, ModelNotFound):
+                return None
+            raise error from exc
+        self.local.remember_alias(name, alias, version)
+        return version
+
+    def last_known(self, name: str, alias: str) -> str | None:
+        """The version `alias` pointed at when the registry last answered, if its files are here."""
+        last = self.local.last_alias(name, alias)
+        return last[0] if last else None
 
     def _stack(self, name: str, alias: str) -> list[str]:
         tags = self.client.get_registered_model(name).tags
@@ -252,7 +268,11 @@ class MlflowStore:
             else:
                 mv = self.client.get_model_version(ref.name, ref.version)
         except Exception as exc:
-            raise _translate(exc, f"model {ref}") from exc
+            error = _translate(exc, f"model {ref}")
+            cached = self._from_cache(ref, error) if isinstance(error, RegistryUnavailable) else None
+            if cached is None:
+                raise error from exc
+            return cached
         version = str(mv.version)
         local = self._download(ref.name, version, mv.source)
         expected = (mv.tags or {}).get(DIGEST_TAG)
@@ -260,7 +280,22 @@ class MlflowStore:
             log.warning("model %s version %s has no recorded sha256; checking its content only", ref.name, version)
         check_artifact(local, expected)  # ModelLoadError: the version is refused, the old one keeps serving
         metadata = json.loads((local / "hub.json").read_text())
+        if ref.alias:
+            self.local.remember_alias(ref.name, ref.alias, version)
         return ResolvedModel(name=ref.name, version=version, alias=ref.alias, artifact_dir=local, metadata=metadata)
+
+    def _from_cache(self, ref: ModelRef, error: HubError) -> ResolvedModel | None:
+        """The registry is unreachable: the version the reference last named, if its files are here
+        (checked when they were downloaded; a version's files never change)."""
+        version = self.last_known(ref.name, ref.alias) if ref.alias else ref.version
+        local = self.local.version_dir(ref.name, version) if version else None
+        if local is None:
+            return None
+        log.warning("model registry unreachable; %s served from the local cache as version %s (%s)", ref, version,
+                    error.message)
+        return ResolvedModel(name=ref.name, version=str(version), alias=ref.alias, artifact_dir=local,
+                             metadata=json.loads((local / "hub.json").read_text()), from_cache=True,
+                             registry_error=error.message)
 
     def _download(self, name: str, version: str, source: str) -> Path:
         import mlflow.artifacts
@@ -286,7 +321,10 @@ class MlflowStore:
         except HubError:
             raise
         except Exception as exc:
-            raise _translate(exc, f"artifacts of {name} version {version}") from exc
+            # The version exists (the registry just named it): failing to fetch its files is the
+            # artifact store's fault, for now — retried with back-off, never a refusal of the version.
+            raise RegistryUnavailable(f"artifacts of {name} version {version} could not be fetched: "
+                                      f"{type(exc).__name__}: {exc}") from exc
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return target

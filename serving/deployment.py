@@ -21,8 +21,9 @@ from pydantic import ValidationError
 from ray import serve
 
 from hub.contract import ModelInfo, run_batch, unwrap
-from hub.errors import HubError, InvalidInput, ModelLoadError, NotReady
+from hub.errors import HubError, InvalidInput, ModelNotFound, NotReady, RegistryUnavailable
 from hub.settings import apply_runtime_env
+from serving.lifecycle import LoadAttempts, RegistryState, is_transient, load_and_warm
 
 log = logging.getLogger("ray.serve")
 
@@ -66,7 +67,8 @@ class CapabilityServer:
         self.active: Loaded | None = None
         self.config = None
         self.last_error: str | None = None
-        self._refused: set[str] = set()
+        self.attempts = LoadAttempts()  # transient failures wait and retry; deterministic ones refuse
+        self.registry = RegistryState()
         self._swap_lock = threading.Lock()
 
     def load_version(self, ref: str) -> Loaded:
@@ -75,20 +77,28 @@ class CapabilityServer:
 
         parsed = ModelRef.parse(ref)
         resolved = self.store.resolve(parsed)
-        capability = self.cls()
         info = ModelInfo(name=resolved.name, version=resolved.version, alias=parsed.alias)
-        try:
-            capability.load(resolved.artifact_dir, pick_device(self.config.device if self.config else "auto"))
-            warm = run_batch(capability, [capability.sample_request()], info)
-            unwrap(warm[0])
-        except Exception as exc:
-            raise ModelLoadError(f"{resolved.name} version {resolved.version} failed to load: {exc}") from exc
+        device = pick_device(self.config.device if self.config else "auto")
+        capability = load_and_warm(self.cls, resolved.artifact_dir, device, info)
+        if resolved.from_cache:
+            self.registry.down(resolved.registry_error or "unreachable")
+        self.registry.started_from_cache = resolved.from_cache
         return Loaded(capability, info, time.time())
 
     def configure(self, config) -> None:
-        """Apply a CapabilityConfig; load the model if the reference or its target changed."""
+        """Apply a CapabilityConfig; load the model if the reference or its target changed. A
+        transient failure of the first load is retried with back-off before it is reported."""
         self.config = config
-        self.refresh(force=self.active is None or self.active_ref() != config.model)
+        for attempt in range(1, self.attempts.policy.start_attempts + 1):
+            try:
+                self.refresh(force=self.active is None or self.active_ref() != config.model)
+                return
+            except Exception as exc:
+                if self.active is not None or not is_transient(exc) or attempt == self.attempts.policy.start_attempts:
+                    raise
+                delay = self.attempts.backoff_s(attempt)
+                log.warning("capability %s: first load failed (%s); retrying in %.0f s", self.name, exc, delay)
+                time.sleep(delay)
 
     def active_ref(self) -> str | None:
         if self.active is None:
@@ -102,27 +112,27 @@ class CapabilityServer:
 
         ref = ModelRef.parse(self.config.model)
         with self._swap_lock:
-            target = ref.version or self.store.alias_version(ref.name, ref.alias)
+            target = self._target(ref)
             if target is None:
-                from hub.errors import ModelNotFound
-
-                raise ModelNotFound(f"{ref} does not exist in the model registry")
+                return False  # the registry is away: keep serving what is loaded
             current = self.active.info if self.active else None
             if not force and current and current.name == ref.name and current.version == target:
                 self.last_error = None  # e.g. a refused version was rolled back: nothing is wrong now
                 return False
-            if not force and f"{ref.name}/{target}" in self._refused:
-                return False
+            key = f"{ref.name}/{target}"
+            if not force and self.attempts.blocked(key):
+                return False  # refused for good, or waiting for its next try
             try:
                 loaded = self.load_version(str(ref) if ref.version else f"models:/{ref.name}/{target}")
             except Exception as exc:
-                self._refused.add(f"{ref.name}/{target}")
-                self.last_error = str(exc)
-                log.error("capability %s: refusing %s version %s, keeping %s: %s", self.name, ref.name, target,
-                          current.version if current else None, exc)
+                verdict = self.attempts.failed(key, exc)
+                self.last_error = f"{exc} ({verdict})"
+                log.error("capability %s: %s version %s failed to load (%s), keeping %s: %s", self.name, ref.name,
+                          target, verdict, current.version if current else None, exc)
                 if self.active is None:
                     raise
                 return False
+            self.attempts.succeeded(key)
             previous = self.active
             self.active = Loaded(loaded.capability, loaded.info.model_copy(update={"alias": ref.alias}),
                                  loaded.loaded_at_s)
@@ -134,6 +144,29 @@ class CapabilityServer:
             self.last_error = None
             log.info("capability %s now serves %s version %s", self.name, ref.name, target)
             return True
+
+    def _target(self, ref) -> str | None:
+        """The version to serve: the reference's own, or the alias's target in the registry. With
+        the registry away: None while something is serving, else the alias's last known version
+        from the local cache (RegistryUnavailable if there is none)."""
+        if ref.version:
+            return ref.version
+        try:
+            target = self.store.alias_version(ref.name, ref.alias)
+        except RegistryUnavailable as exc:
+            self.registry.down(exc.message)
+            if self.active is not None:
+                return None
+            target = self.store.last_known(ref.name, ref.alias)
+            if target is None:
+                raise RegistryUnavailable(f"{exc.message}; and no earlier version of {ref} is cached here") from exc
+            log.warning("capability %s: registry unreachable, starting from cached %s version %s", self.name,
+                        ref, target)
+            return target
+        self.registry.up()
+        if target is None:
+            raise ModelNotFound(f"{ref} does not exist in the model registry")
+        return target
 
     def parse(self, payload: Any) -> Any:
         if isinstance(payload, self.cls.request_type):
@@ -153,7 +186,8 @@ class CapabilityServer:
         info = self.active.info.model_dump() if self.active else None
         return {"capability": self.name, "ready": self.active is not None, "model": info,
                 "model_ref": self.config.model if self.config else None,
-                "loaded_at_s": self.active.loaded_at_s if self.active else None, "last_error": self.last_error}
+                "loaded_at_s": self.active.loaded_at_s if self.active else None, "last_error": self.last_error,
+                "registry": self.registry.to_dict(), "refused_versions": sorted(self.attempts.refused)}
 
 
 @serve.deployment

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from hub.errors import ModelNotFound
+from hub.errors import ModelNotFound, RegistryUnavailable
 from hub.settings import HubSettings, apply_runtime_env, get_settings
 from registry.ref import ModelRef
 from registry.store import MlflowStore
@@ -78,9 +78,14 @@ def start(config_path: Path, *, host: str | None = None, port: int | None = None
         ServingConfig.model_validate(config.model_dump())
     step(f"opening the registry {settings.registry_uri}")
     store = MlflowStore.from_settings(settings)
-    if bootstrap:
-        bootstrap_for(config, settings, store, step)
-    check_models(config, store)
+    try:
+        if bootstrap:
+            bootstrap_for(config, settings, store, step)
+        check_models(config, store)
+    except RegistryUnavailable as exc:
+        # An outage is not a missing model: replicas start from the versions cached on this machine
+        # (and say so in /v1/models); one without a cached version fails with this same reason.
+        step(f"the registry is unreachable ({exc.message}); starting from locally cached models")
     from serving.auth import KeyRing
 
     KeyRing.from_config(config.auth, config.auth_required, settings.api_keys)  # refuse to start unprotected

@@ -111,11 +111,14 @@ def register_model(
     artifact_dir: Path,
     name: str = typer.Option(None, help="registered model name (default: the capability's default model)"),
     alias: str = typer.Option(None, help="also point this alias at the new version (e.g. champion)"),
+    device: str = typer.Option("cpu", help="where the artifact is test-loaded before it is registered"),
 ) -> None:
     """Register ARTIFACT_DIR as a new version of a model served by CAPABILITY.
 
     A directory without hub.json is described by the capability module (`describe_artifact`),
-    e.g. a CTranslate2 Whisper folder for `listen`.
+    e.g. a CTranslate2 Whisper folder for `listen`. The artifact is loaded and must answer its
+    capability's sample request first: a broken artifact (a truncated ONNX, say) is refused here,
+    not by every replica later.
     """
     from hub.errors import HubError
     from models.catalogue import get_entry
@@ -131,8 +134,9 @@ def register_model(
         meta = json.loads(hub_json.read_text())
         if meta.get("capability") != capability:
             raise HubError(f"{hub_json} is for capability {meta.get('capability')!r}, not {capability!r}")
-        store = _store()
         model_name = name or entry.default_model
+        _validate(entry, artifact_dir, model_name, device)
+        store = _store()
         version = store.register(model_name, artifact_dir, metadata={"capability": capability,
                                                                       "format": meta.get("format", "")})
         if alias:
@@ -140,6 +144,22 @@ def register_model(
     except HubError as exc:
         _fail(exc)
     typer.echo(f"{model_name}: registered version {version}" + (f" @{alias}" if alias else ""))
+
+
+def _validate(entry, artifact_dir: Path, model_name: str, device: str) -> None:
+    """Load the artifact as a replica would and run its sample request; HubError if it fails."""
+    from hub.contract import ModelInfo
+    from hub.errors import InvalidInput, ModelLoadError
+    from serving.lifecycle import load_and_warm
+
+    typer.echo(f"checking {artifact_dir}: loading it and running the {entry.capability} sample request ...")
+    try:
+        capability = load_and_warm(entry.load_class(), artifact_dir, device,
+                                   ModelInfo(name=model_name, version="candidate", alias=None))
+    except ModelLoadError as exc:
+        raise InvalidInput(f"not registered: {exc}", field="artifact_dir") from exc
+    if hasattr(capability, "close"):
+        capability.close()
 
 
 def mlflow_ui_command(tracking_uri: str, artifact_root: Path, host: str, port: int) -> list[str]:
