@@ -355,6 +355,10 @@ class StreamManager:
     async def list_streams(self) -> list[dict]:
         return self.core.list_streams()
 
+    async def capacity(self) -> dict:
+        """Over capacity or not, the common rate scale, analysed frames/s, capacity (pipelines/capacity.py)."""
+        return self.core.runner.capacity()
+
     async def get_stream(self, camera_id: str) -> dict:
         return self.core.get_stream(camera_id)
 

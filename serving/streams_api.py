@@ -66,7 +66,9 @@ async def add_stream(request: Request) -> Any:
 
 @router.get("/streams")
 async def list_streams() -> Any:
-    return {"streams": await _call(_streams().list_streams.remote())}
+    """Every camera (state `over_capacity` and `rate_scale` when the box is full) and the capacity summary."""
+    handle = _streams()
+    return {"streams": await _call(handle.list_streams.remote()), "capacity": await _call(handle.capacity.remote())}
 
 
 @router.get("/streams/{camera_id}")
