@@ -8,6 +8,8 @@ meets them; `serving.ingress` maps them to HTTP in one handler.
 
 from __future__ import annotations
 
+import math
+
 
 class HubError(Exception):
     """Base of all errors the hub reports to a caller."""
@@ -22,6 +24,11 @@ class HubError(Exception):
 
     def __reduce__(self):  # keep kw-only `field` across pickling (Ray ships errors between processes)
         return (_rebuild, (type(self), self.message, self.field))
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers that go with this error (e.g. Retry-After)."""
+        return {}
 
     def to_dict(self) -> dict:
         body = {"code": self.code, "message": self.message}
@@ -69,7 +76,26 @@ class ModelLoadError(HubError):
 
 
 class Overloaded(HubError):
+    """Refused to protect latency; `retry_after_s` becomes the `Retry-After` header."""
+
     status_code, code = 503, "overloaded"
+
+    def __init__(self, message: str, *, field: str | None = None, retry_after_s: float | None = None) -> None:
+        super().__init__(message, field=field)
+        self.retry_after_s = retry_after_s
+
+    def __reduce__(self):
+        return (_rebuild_overloaded, (type(self), self.message, self.field, self.retry_after_s))
+
+    @property
+    def headers(self) -> dict[str, str]:
+        # whole seconds (RFC 9110); at least 1 so that clients do not retry in a tight loop
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after_s or 1)))}
+
+
+def _rebuild_overloaded(cls: type[Overloaded], message: str, field: str | None,
+                        retry_after_s: float | None) -> Overloaded:
+    return cls(message, field=field, retry_after_s=retry_after_s)
 
 
 class Conflict(HubError):

@@ -19,7 +19,9 @@ def build_app(config: ServingConfig) -> Application:
             name=f"capability-{name}",
             num_replicas=cap.num_replicas,
             ray_actor_options={"num_cpus": cap.num_cpus, "num_gpus": cap.num_gpus},
-            max_ongoing_requests=cap.max_ongoing_requests,  # also caps the effective @serve.batch size
+            # the replica's batcher holds at most this many (queued + running); beyond, Ray queues
+            # up to max_queued_requests at the ingress's handle, then answers 503
+            max_ongoing_requests=cap.max_ongoing_requests,
             max_queued_requests=cap.max_queued_requests,
             user_config=cap.model_dump(),
             health_check_period_s=10,
@@ -32,6 +34,8 @@ def build_app(config: ServingConfig) -> Application:
             name="streams", ray_actor_options={"num_cpus": float(config.streams.get("num_cpus", 0.25))},
             max_ongoing_requests=256,
         ).bind(config.streams)
-    return IngressDeployment.options(name="ingress", ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=512).bind(
+    # bounded at the proxy too: past 512 open requests (SSE feeds count) plus 256 waiting, 503
+    return IngressDeployment.options(name="ingress", ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=512,
+                                     max_queued_requests=256).bind(
         config.model_dump(), **handles
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hub.yamlconfig import read_yaml_mapping
 from registry.ref import ModelRef
@@ -22,6 +22,10 @@ class _Strict(BaseModel):
 class BatchConfig(_Strict):
     max_batch_size: int = Field(8, ge=1, le=512)
     max_wait_ms: float = Field(10.0, ge=0, le=10_000)
+    # batches in flight at once per replica: while one is in the model the next one is decoded
+    workers: int = Field(2, ge=1, le=16)
+    # images: a batch holds at most this many pixels (one bigger image still runs, alone); 0: no cap
+    max_batch_pixels: int = Field(0, ge=0)
 
 
 class CapabilityConfig(_Strict):
@@ -33,7 +37,9 @@ class CapabilityConfig(_Strict):
     max_ongoing_requests: int = Field(64, ge=1)
     max_queued_requests: int = Field(256, ge=-1)
     poll_s: float = Field(5.0, gt=0)  # how often the replica checks where the alias points
-    timeout_s: float = Field(120.0, gt=0)
+    timeout_s: float = Field(120.0, gt=0)  # past this a request gets 504 and leaves the queue
+    # admission: refuse (503 + Retry-After) when the expected wait would exceed this
+    latency_budget_s: float = Field(10.0, gt=0)
     device: str = "auto"
 
     @field_validator("model")
@@ -41,6 +47,13 @@ class CapabilityConfig(_Strict):
     def _ref(cls, value: str) -> str:
         ModelRef.parse(value)
         return value
+
+    @model_validator(mode="after")
+    def _budget_within_timeout(self) -> CapabilityConfig:
+        if self.latency_budget_s > self.timeout_s:
+            raise ValueError(f"latency_budget_s ({self.latency_budget_s}) must not exceed timeout_s ({self.timeout_s}): "
+                             "admitted requests would time out")
+        return self
 
 
 class ApiKey(_Strict):
@@ -58,6 +71,8 @@ class HttpConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     max_body_mib: float = Field(20.0, gt=0)
+    # Deadline of every route except the capabilities (their own timeout_s) and the live event feed
+    # (none); enforced by the ingress, not by Ray's proxy, whose timeout would also cut SSE streams.
     request_timeout_s: float = Field(300.0, gt=0)
 
     @property

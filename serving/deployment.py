@@ -1,9 +1,10 @@
 """One generic Ray Serve deployment serves any capability of the catalogue.
 
 It resolves its model reference (`models:/<name>@champion`) when configured, batches requests
-with `@serve.batch`, and follows alias moves without a restart: a poller notices the alias
-points elsewhere, loads the new version beside the old one, warms it up and swaps; a version
-that fails to load or warm up is refused and the old one keeps serving.
+with `serving.batching.Batcher` (continuous batching: a batch is taken only by a free worker, and
+decoding one batch overlaps inference of the other), and follows alias moves without a restart:
+a poller notices the alias points elsewhere, loads the new version beside the old one, warms it
+up and swaps; a version that fails to load or warm up is refused and the old one keeps serving.
 
 >>> CapabilityDeployment.options(name="see").bind("see")  # user_config carries CapabilityConfig
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -20,9 +22,12 @@ from typing import Any
 from pydantic import ValidationError
 from ray import serve
 
+# the one device picker of the project (issue 18)
+from gpu.device import pick_device
 from hub.contract import ModelInfo, run_batch, unwrap
 from hub.errors import HubError, InvalidInput, ModelNotFound, NotReady, RegistryUnavailable
 from hub.settings import apply_runtime_env
+from serving.batching import Batcher, BatchSettings
 from serving.lifecycle import LoadAttempts, RegistryState, is_transient, load_and_warm
 
 log = logging.getLogger("ray.serve")
@@ -33,17 +38,6 @@ class Loaded:
     capability: Any
     info: ModelInfo
     loaded_at_s: float
-
-
-def pick_device(requested: str) -> str:
-    if requested != "auto":
-        return requested
-    try:
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except ImportError:
-        return "cpu"
 
 
 def validation_error(exc: ValidationError) -> InvalidInput:
@@ -190,25 +184,71 @@ class CapabilityServer:
                 "registry": self.registry.to_dict(), "refused_versions": sorted(self.attempts.refused)}
 
 
+# A batch whose images hold this many pixels is followed by malloc_trim: the decoded frames of a
+# 49 MP upload are ~150 MB each, and glibc keeps freed pages in its arenas unless asked.
+TRIM_AFTER_PIXELS = 16_000_000
+# Payloads above this size are validated off the event loop (base64 of a large image takes ms).
+PARSE_INLINE_BYTES = 64 * 1024
+
+
+def payload_bytes(payload: Any) -> int:
+    """Rough size of a request payload (its top-level str/bytes fields), to decide where to parse it."""
+    if isinstance(payload, dict):
+        return sum(len(v) for v in payload.values() if isinstance(v, str | bytes | bytearray))
+    return 0
+
+
+def image_pixels(request: Any) -> int:
+    """Pixels of an image request from its header alone (0 when it has none or is not an image:
+    the capability reports a bad image as that item's error)."""
+    from hub.media import image_size
+
+    data = getattr(request, "image", None)
+    if not isinstance(data, bytes | bytearray):
+        return 0
+    try:
+        width, height = image_size(bytes(data))
+    except HubError:
+        return 0
+    return width * height
+
+
+def rss_mib() -> float | None:
+    try:
+        with open(f"/proc/{os.getpid()}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 @serve.deployment
 class CapabilityDeployment:
-    """Ray Serve wrapper: `@serve.batch` + a background poller that follows the alias."""
+    """Ray Serve wrapper: a continuous batcher + a background poller that follows the alias."""
 
     def __init__(self, capability: str) -> None:
         from serving import metrics
 
         self.server = CapabilityServer(capability)
         self.metrics = metrics.CapabilityMetrics(capability)
+        self.batcher: Batcher | None = None
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
 
-    def reconfigure(self, user_config: dict) -> None:
+    async def reconfigure(self, user_config: dict) -> None:
         from serving.config import CapabilityConfig
 
         config = CapabilityConfig.model_validate(user_config)
-        self.server.configure(config)  # raises at start-up for an unknown model: a clear error
-        self._batched.set_max_batch_size(config.batch.max_batch_size)
-        self._batched.set_batch_wait_timeout_s(config.batch.max_wait_ms / 1000.0)
+        # raises at start-up for an unknown model: a clear error; loading runs off the event loop
+        await asyncio.to_thread(self.server.configure, config)
+        settings = BatchSettings(
+            max_batch_size=config.batch.max_batch_size, max_wait_ms=config.batch.max_wait_ms,
+            workers=config.batch.workers, max_queue=config.max_ongoing_requests,
+            max_batch_pixels=config.batch.max_batch_pixels, trim_after_pixels=TRIM_AFTER_PIXELS)
+        if self.batcher is None:
+            images = getattr(self.server.cls, "upload_field", None) == "image"
+            self.batcher = Batcher(self.server.run, settings, pixels=image_pixels if images else None,
+                                   on_batch=self.metrics.observe_batch)
+        self.batcher.configure(settings)
         if self._poller is None:
             self._poller = threading.Thread(target=self._poll, name=f"alias-poll-{self.server.name}", daemon=True)
             self._poller.start()
@@ -221,33 +261,42 @@ class CapabilityDeployment:
                 self.server.last_error = f"registry poll failed: {exc}"
                 log.warning("capability %s: %s", self.server.name, self.server.last_error)
 
-    async def predict(self, payload: Any) -> Any:
-        """One request (a dict from JSON or a request model); returns the response model."""
+    async def predict(self, payload: Any, timeout_s: float | None = None) -> Any:
+        """One request (a dict from JSON or a request model); returns the response model.
+        `timeout_s`: the caller's deadline (default: the capability's `timeout_s`)."""
         started = time.perf_counter()
         status = "ok"
         try:
-            request = self.server.parse(payload)
-            return unwrap(await self._batched(request))
+            if self.batcher is None:
+                raise NotReady(f"capability {self.server.name} is not configured yet")
+            if payload_bytes(payload) > PARSE_INLINE_BYTES:
+                request = await asyncio.to_thread(self.server.parse, payload)
+            else:
+                request = self.server.parse(payload)
+            self.metrics.observe_stage("parse", (time.perf_counter() - started) * 1000.0)
+            return unwrap(await self.batcher.submit(request, timeout_s or self.server.config.timeout_s))
         except HubError as exc:
             status = exc.code
+            raise
+        except asyncio.CancelledError:
+            status = "cancelled"  # the ingress gave up (its timeout): the item left the queue
             raise
         except Exception:
             status = "error"
             raise
         finally:
             self.metrics.observe_request(status, (time.perf_counter() - started) * 1000.0)
+            self.metrics.observe_queue(self.batcher.stats().queued if self.batcher else 0)
 
-    async def predict_json(self, payload: Any, as_file: bool = False) -> Any:
-        response = await self.predict(payload)
+    async def predict_json(self, payload: Any, as_file: bool = False, timeout_s: float | None = None) -> Any:
+        response = await self.predict(payload, timeout_s)
+        started = time.perf_counter()
         if as_file and hasattr(response, "as_file"):
-            return response.as_file()
-        return response.model_dump(mode="json")
-
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
-    async def _batched(self, requests: list) -> list:
-        self.metrics.observe_batch(len(requests))
-        # inference in a worker thread keeps the replica's event loop answering health checks
-        return await asyncio.to_thread(self.server.run, requests)
+            out = response.as_file()
+        else:
+            out = response.model_dump(mode="json")
+        self.metrics.observe_stage("serialise", (time.perf_counter() - started) * 1000.0)
+        return out
 
     async def extra(self, method: str, payload: Any) -> Any:
         routes = getattr(self.server.cls, "extra_routes", {})
@@ -262,7 +311,11 @@ class CapabilityDeployment:
         return result.model_dump(mode="json") if hasattr(result, "model_dump") else result
 
     async def status(self) -> dict:
-        return self.server.status()
+        out = self.server.status()
+        if self.batcher is not None:
+            out["batching"] = self.batcher.stats().to_dict()
+        out["rss_mib"] = round(rss_mib() or 0.0, 1)
+        return out
 
     async def schemas(self) -> dict:
         cls = self.server.cls

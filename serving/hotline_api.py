@@ -10,7 +10,6 @@ query parameters — the same three forms as `POST /v1/listen`.
 
 from __future__ import annotations
 
-import json
 from functools import cache
 from typing import Any
 
@@ -65,10 +64,9 @@ async def _call_payload(request: Request) -> dict:
     body = await read_body(request, cfg.http.max_body_bytes if cfg else DEFAULT_MAX_BODY_BYTES)
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if content_type == "application/json":
-        try:
-            payload = json.loads(body) if body else None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InvalidInput(f"body is not valid JSON: {exc}") from exc
+        from serving.body import parse_json  # the one JSON body parser: depth and size bounded
+
+        payload = parse_json(body) if body else None
         if not isinstance(payload, dict):
             raise InvalidInput("send a JSON object with an `audio` field (base64)")
         return payload

@@ -12,8 +12,8 @@ error is 400 naming the field, anything else is 500 and the replica keeps runnin
 
 import asyncio
 import importlib
-import json
 import logging
+import time
 import urllib.request
 from typing import Any
 
@@ -24,7 +24,9 @@ from starlette.middleware.base import BaseHTTPMiddleware
 
 from hub.errors import HubError, InferenceTimeout, InvalidInput, NotFound, Overloaded, PayloadTooLarge
 from hub.settings import get_settings
+from serving.admission import AdmissionBoard, RouteDeadline, client_timeout_s, route_deadline
 from serving.auth import OPEN_PATHS, KeyRing
+from serving.body import parse_json
 from serving.handles import get_handle, served, set_handles
 from serving.metrics_filter import select_families
 
@@ -42,7 +44,7 @@ _STATE: dict[str, Any] = {}
 def error_response(exc: Exception) -> JSONResponse:
     exc = unwrap_remote(exc)
     if isinstance(exc, HubError):
-        return JSONResponse(status_code=exc.status_code, content={"error": exc.to_dict()})
+        return JSONResponse(status_code=exc.status_code, content={"error": exc.to_dict()}, headers=exc.headers or None)
     log.exception("unexpected error", exc_info=exc)
     return JSONResponse(status_code=500, content={"error": {"code": "internal_error", "message": str(exc)[:500]}})
 
@@ -55,7 +57,7 @@ def unwrap_remote(exc: BaseException) -> BaseException:
     if isinstance(exc, RayTaskError) and isinstance(getattr(exc, "cause", None), BaseException):
         return unwrap_remote(exc.cause)
     if isinstance(exc, BackPressureError):
-        return Overloaded("the capability's queue is full; retry later")
+        return Overloaded("the capability's queue is full; retry later", retry_after_s=1.0)
     if isinstance(exc, ActorDiedError | ActorUnavailableError):
         return Overloaded("a replica is restarting; retry later")
     return exc
@@ -93,6 +95,8 @@ def _is_ui(path: str) -> bool:
 
 
 app.add_middleware(AuthMiddleware)
+# outermost: the deadline covers authentication and body reading too (Starlette: last added = outer)
+app.add_middleware(RouteDeadline, deadline_s=lambda path: _deadline(path))
 
 
 def _include_optional_routers() -> None:
@@ -156,6 +160,9 @@ class Ingress:
         _STATE["config"] = cfg
         _STATE["capabilities"] = sorted(cfg.capabilities)
         _STATE["keys"] = KeyRing.from_config(cfg.auth, cfg.auth_required, get_settings().api_keys)
+        from serving.metrics import IngressMetrics
+
+        _STATE["admission"] = AdmissionBoard.from_config(cfg, IngressMetrics())
         # Ray runs this constructor inside the replica's event loop: fetch schemas for /docs meanwhile
         _STATE["schema_task"] = asyncio.get_running_loop().create_task(_load_schemas())
 
@@ -231,6 +238,14 @@ def _timeout(capability: str) -> float:
     return current_config().capabilities[capability].timeout_s
 
 
+def _deadline(path: str) -> float | None:
+    config = _STATE.get("config")
+    if config is None:
+        return None
+    return route_deadline(path, capabilities={n: c.timeout_s for n, c in config.capabilities.items()},
+                          request_timeout_s=config.http.request_timeout_s)
+
+
 async def _statuses() -> list[dict]:
     async def one(name: str) -> dict:
         try:
@@ -263,7 +278,7 @@ async def readyz() -> JSONResponse:
 
 @app.get("/v1/models", tags=["ops"])
 async def models() -> dict:
-    return {"capabilities": await _statuses(), "routes": served()}
+    return {"capabilities": await _statuses(), "routes": served(), "admission": _STATE["admission"].stats()}
 
 
 @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
@@ -290,9 +305,16 @@ async def predict(capability: str, request: Request) -> Any:
     raw bytes of an image/audio file with the other fields as query parameters.
     `?response=file` returns binary results (e.g. `speak` audio) as the body."""
     capability = _capability(capability)
-    payload = await _payload(request, capability)
-    as_file = request.query_params.get("response") == "file"
-    result = await call(get_handle(capability).predict_json.remote(payload, as_file), _timeout(capability))
+    board: AdmissionBoard = _STATE["admission"]
+    with board.admit(capability):  # refused (503) before the body is read
+        timeout_s = client_timeout_s(request.headers, _timeout(capability))
+        started = time.perf_counter()
+        payload = await _payload(request, capability)
+        board.stage(capability, "body", (time.perf_counter() - started) * 1000.0)
+        as_file = request.query_params.get("response") == "file"
+        started = time.perf_counter()
+        result = await call(get_handle(capability).predict_json.remote(payload, as_file, timeout_s), timeout_s)
+        board.stage(capability, "handle", (time.perf_counter() - started) * 1000.0)
     if as_file and isinstance(result, tuple | list) and len(result) == 2:
         data, media_type = result
         return Response(content=data, media_type=media_type)
@@ -305,12 +327,7 @@ async def _payload(request: Request, capability: str) -> Any:
     # curl -d sends JSON as x-www-form-urlencoded unless told otherwise: accept it
     looks_json = content_type == "application/x-www-form-urlencoded" and body.lstrip()[:1] == b"{"
     if content_type == "application/json" or looks_json:
-        if not body:
-            raise InvalidInput("empty body: send a JSON object")
-        try:
-            return json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InvalidInput(f"body is not valid JSON: {exc}") from exc
+        return parse_json(body)
     upload_field = (await _schema(capability)).get("upload_field")
     if upload_field is None:
         raise InvalidInput(f"{capability} accepts application/json only", field="content-type")
@@ -335,8 +352,8 @@ def _maybe_json(value: str) -> Any:
     text = value.strip()
     if text[:1] in "[{":
         try:
-            return json.loads(text)
-        except json.JSONDecodeError:
+            return parse_json(text.encode(), what="form field")
+        except InvalidInput:
             return value
     return value
 

@@ -55,10 +55,9 @@ def parse_since(value: str | None) -> float | None:
 @router.post("/streams")
 async def add_stream(request: Request) -> Any:
     """Add a camera at run time; body: `{camera_id, url, analysis_fps, zones, rules, classes, webhooks}`."""
-    try:
-        payload = json.loads(await request.body() or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"body is not valid JSON: {exc}") from exc
+    from serving.body import parse_json
+
+    payload = parse_json(await request.body())
     if not isinstance(payload, dict):
         raise InvalidInput("body must be a JSON object describing the camera")
     return await _call(_streams().add_stream.remote(payload))
@@ -120,7 +119,9 @@ async def replay_dead_letters(request: Request) -> Any:
 async def event_stream(request: Request, camera_id: str | None = None, rule: str | None = None,
                        after_seq: int | None = None) -> StreamingResponse:
     """Server-Sent Events: `id: <seq>`, `event: started|ended`, `data: <event JSON>`; a comment line
-    every ~15 s keeps proxies from closing an idle connection."""
+    every ~15 s keeps proxies from closing an idle connection. No deadline applies to this route
+    (serving/admission.py); a client that lost the connection resumes with `Last-Event-ID`, and
+    `retry:` tells browsers to do so after 2 s."""
     last_id = request.headers.get("last-event-id")
     if after_seq is None and last_id and last_id.isdigit():
         after_seq = int(last_id)
@@ -128,12 +129,14 @@ async def event_stream(request: Request, camera_id: str | None = None, rule: str
 
     async def body():
         try:
-            yield ": connected\n\n"
+            yield "retry: 2000\n: connected\n\n"
             async for item in generator:
                 if await request.is_disconnected():
                     break
                 if item.get("type") == "heartbeat":
-                    yield ": keep-alive\n\n"
+                    # an id without data moves the client's Last-Event-ID without an event, so a
+                    # client that reconnects after a quiet hour resumes exactly here
+                    yield f": keep-alive\nid: {item['seq']}\n\n"
                     continue
                 yield f"id: {item['seq']}\nevent: {item['phase']}\ndata: {json.dumps(item)}\n\n"
         finally:

@@ -153,32 +153,65 @@ def list_events(camera: str = typer.Option(None), rule: str = typer.Option(None)
 def tail(camera: str = typer.Option(None), rule: str = typer.Option(None),
          after_seq: int = typer.Option(None, help="replay stored events after this feed position"),
          max_events: int = typer.Option(0, help="stop after this many events (0: follow forever)"),
+         max_backoff_s: float = typer.Option(30.0, help="longest pause between reconnection attempts"),
          url: str = URL, api_key: str = API_KEY) -> None:
-    """Follow new events live (Server-Sent Events); one JSON object per line."""
+    """Follow new events live (Server-Sent Events); one JSON object per line. A broken connection
+    (hub restart, proxy, network) is resumed from the last event received, with `Last-Event-ID`."""
+    import time
+
     import httpx
 
-    params = {k: v for k, v in {"camera_id": camera, "rule": rule, "after_seq": after_seq}.items() if v is not None}
-    seen = 0
+    follower = EventFollower(camera, rule, after_seq, max_events)
+    backoff_s = 1.0
     try:
-        with _client(url, api_key, timeout_s=None) as client, \
-                client.stream("GET", "/v1/events/stream", params=params) as resp:
-            if resp.status_code >= 400:
-                resp.read()
-                _check(resp)
-            for event in iter_sse(resp.iter_lines()):
-                typer.echo(json.dumps(event), nl=True)
-                seen += 1
-                if max_events and seen >= max_events:
-                    return
-    except httpx.HTTPError as exc:
-        typer.echo(f"error: event stream from {url} broke: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        while not follower.done:
+            try:
+                with _client(url, api_key, timeout_s=None) as client:
+                    follower.follow(client)
+                backoff_s = 1.0  # the stream ended cleanly (hub shutting down): reconnect soon
+            except httpx.HTTPError as exc:
+                typer.echo(f"event stream from {url} broke ({exc}); reconnecting in {backoff_s:.0f} s", err=True)
+                time.sleep(backoff_s)
+                backoff_s = min(max_backoff_s, backoff_s * 2)
     except KeyboardInterrupt:
         return
 
 
-def iter_sse(lines):
-    """Parse Server-Sent Events lines into the JSON `data` of each event."""
+class EventFollower:
+    """One `hub events tail`: remembers the last event id so that a new connection resumes there."""
+
+    def __init__(self, camera: str | None, rule: str | None, after_seq: int | None, max_events: int,
+                 echo=None) -> None:
+        self.params = {k: v for k, v in {"camera_id": camera, "rule": rule}.items() if v is not None}
+        self.last_seq = after_seq
+        self.max_events = max_events
+        self.seen = 0
+        self.echo = echo or (lambda event: typer.echo(json.dumps(event), nl=True))
+
+    @property
+    def done(self) -> bool:
+        return bool(self.max_events) and self.seen >= self.max_events
+
+    def follow(self, client) -> None:
+        headers = {"Last-Event-ID": str(self.last_seq)} if self.last_seq is not None else {}
+        with client.stream("GET", "/v1/events/stream", params=self.params, headers=headers) as resp:
+            if resp.status_code >= 400:
+                resp.read()
+                _check(resp)  # a refusal (bad key, bad filter) is final: no reconnecting
+            for event in iter_sse(resp.iter_lines(), on_id=self._moved):
+                self.echo(event)
+                self.seen += 1
+                if self.done:
+                    return
+
+    def _moved(self, event_id: str) -> None:
+        if event_id.isdigit():
+            self.last_seq = int(event_id)
+
+
+def iter_sse(lines, on_id=None):
+    """Parse Server-Sent Events lines into the JSON `data` of each event; `on_id(text)` hears every
+    `id:` field, also those of heartbeats that carry no data (they move the resume position)."""
     data: list[str] = []
     for line in lines:
         if line == "":
@@ -187,6 +220,8 @@ def iter_sse(lines):
                 data = []
         elif line.startswith("data:"):
             data.append(line[5:].lstrip())
+        elif line.startswith("id:") and on_id is not None:
+            on_id(line[3:].strip())
 
 
 @events.command("deadletters")

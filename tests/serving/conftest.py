@@ -21,6 +21,9 @@ from hub.settings import reset_settings
 API_KEY = "ci-test-key-0123456789"
 # Capabilities served in the session; each adds a replica (and its model's memory).
 SERVED = ["see", "read", "listen", "speak", "reason"]
+# Short, so that the SSE test can outlive it (tests/serving/test_load_e2e.py); capability routes
+# keep their own timeout_s, only ops and stream-management routes are bounded by it.
+REQUEST_TIMEOUT_S = 20
 
 
 def free_port() -> int:
@@ -46,7 +49,7 @@ def hub_server(tmp_path_factory, shared_dir):
     home = tmp_path_factory.mktemp("hub-home")
     port = free_port()
     config = {
-        "http": {"host": "0.0.0.0", "port": port, "max_body_mib": 20},
+        "http": {"host": "0.0.0.0", "port": port, "max_body_mib": 20, "request_timeout_s": REQUEST_TIMEOUT_S},
         "ray": {"num_cpus": 4, "metrics_export_port": free_port()},
         "capabilities": {
             name: {"model": f"models:/{CAPABILITIES[name].default_model}@champion", "poll_s": 1,

@@ -1,0 +1,369 @@
+"""HTTP load generator for the hub: one asyncio httpx client, closed loop, per concurrency level.
+
+Prints, per level: OK req/s, p50/p99 of OK answers, counts by status, p99 of 503 answers, the mean
+batch size the replica reported (`hub_batch_size` from /metrics) and, at the end, the batching gain
+of every level against concurrency 1 measured in the same run.
+
+    # against a running hub
+    python bench/http_load.py see --url http://127.0.0.1:8000 --levels 1,8,32 --duration-s 20
+    # start a hub as `hub serve` would (temporary HUB_HOME, free port), measure, stop it
+    flock /tmp/hub-heavy.lock python bench/http_load.py see --serve --levels 1,32
+    # overload burst, then the time until a single request is answered at its normal latency again
+    python bench/http_load.py see --serve --levels 1,400 --recovery
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+REASON_TEXT = "小区门口的路灯坏了一个多月，晚上出行很不安全，希望尽快维修。"
+
+
+@dataclass(frozen=True)
+class Payload:
+    """One request body; raw file uploads go as bytes with their media type, the rest as JSON."""
+
+    content: bytes
+    content_type: str
+    query: dict = field(default_factory=dict)
+
+
+def payload_for(capability: str, input_path: Path | None) -> Payload:
+    defaults = {
+        "see": SHARED / "data/images/bus.jpg",
+        "read": SHARED / "data/ocr/rapid_ch_en_num.jpg",
+        "listen": SHARED / "data/speech/en-librispeech-1995-1837-0001.wav",
+    }
+    if capability in defaults:
+        path = input_path or defaults[capability]
+        media = "audio/wav" if path.suffix == ".wav" else "image/jpeg" if path.suffix == ".jpg" else "image/png"
+        return Payload(path.read_bytes(), media)
+    if capability == "reason":
+        return Payload(json.dumps({"text": REASON_TEXT, "cases_k": 0}).encode(), "application/json")
+    if capability == "speak":
+        return Payload(json.dumps({"text": "The bus arrives in five minutes."}).encode(), "application/json")
+    raise SystemExit(f"no default payload for {capability!r}")
+
+
+@dataclass
+class LevelResult:
+    concurrency: int
+    duration_s: float
+    ok_latencies_s: list[float] = field(default_factory=list)
+    refused_latencies_s: list[float] = field(default_factory=list)
+    statuses: Counter = field(default_factory=Counter)
+    retry_after: Counter = field(default_factory=Counter)
+    mean_batch: float | None = None
+    drain_s: float | None = None
+
+    @property
+    def ok_per_s(self) -> float:
+        return len(self.ok_latencies_s) / self.duration_s
+
+
+def pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+async def one(client: httpx.AsyncClient, path: str, body: Payload, result: LevelResult) -> None:
+    started = time.perf_counter()
+    try:
+        reply = await client.post(path, content=body.content, params=body.query,
+                                  headers={"content-type": body.content_type})
+        status = str(reply.status_code)
+        if reply.status_code == 503:
+            result.retry_after[reply.headers.get("retry-after", "-")] += 1
+    except httpx.HTTPError as exc:
+        status = type(exc).__name__
+    elapsed = time.perf_counter() - started
+    result.statuses[status] += 1
+    if status == "200":
+        result.ok_latencies_s.append(elapsed)
+    elif status == "503":
+        result.refused_latencies_s.append(elapsed)
+
+
+async def run_level(url: str, capability: str, body: Payload, concurrency: int, duration_s: float,
+                    headers: dict, client_timeout_s: float) -> LevelResult:
+    limits = httpx.Limits(max_connections=concurrency + 8, max_keepalive_connections=concurrency + 8)
+    result = LevelResult(concurrency, duration_s)
+    deadline = time.perf_counter() + duration_s
+
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=client_timeout_s) as client:
+        async def worker() -> None:
+            while time.perf_counter() < deadline:
+                await one(client, f"/v1/{capability}", body, result)
+                if result.statuses.get("503") and result.refused_latencies_s[-1] < 0.05:
+                    await asyncio.sleep(0.05)  # a refused client backs off briefly, as Retry-After asks
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        # requests still in flight at the deadline count: the level lasted until the last answer
+        result.duration_s = time.perf_counter() - started
+    return result
+
+
+async def recovery_s(url: str, capability: str, body: Payload, headers: dict, normal_s: float,
+                     limit_s: float = 120.0) -> float | None:
+    """Seconds after a burst until one request is answered OK within 2x the quiet p50."""
+    started = time.perf_counter()
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=limit_s) as client:
+        while time.perf_counter() - started < limit_s:
+            probe = LevelResult(1, 1)
+            await one(client, f"/v1/{capability}", body, probe)
+            if probe.ok_latencies_s and probe.ok_latencies_s[0] <= 2 * normal_s:
+                return time.perf_counter() - started
+            await asyncio.sleep(0.1)
+    return None
+
+
+_SAMPLE_RE = re.compile(r'^(ray_hub_batch(?:es_total|_items_total|_size_bucket))\{([^}]*)\}\s+([0-9.eE+-]+)', re.M)
+_LE_RE = re.compile(r'le="([^"]+)"')
+
+
+def batch_totals(url: str, headers: dict, capability: str) -> tuple[float, float] | None:
+    """(requests, batches) run so far. Exact from the hub_batch_items / hub_batches counters; for a
+    hub without them (older code), estimated from the histogram buckets at their upper bounds (exact
+    for batches of 1 and 2): Ray exports histogram sums as bucket midpoints, so _sum is wrong."""
+    try:
+        text = httpx.get(f"{url}/metrics", headers=headers, timeout=30).text
+    except httpx.HTTPError:
+        return None
+    items = batches = 0.0
+    buckets: dict[float, float] = {}
+    for name, labels, value in _SAMPLE_RE.findall(text):
+        if f'capability="{capability}"' not in labels:
+            continue
+        if name == "ray_hub_batch_items_total":
+            items += float(value)
+        elif name == "ray_hub_batches_total":
+            batches += float(value)
+        else:
+            le = _LE_RE.search(labels)
+            bound = float(le.group(1)) if le else float("inf")
+            buckets[bound] = buckets.get(bound, 0.0) + float(value)
+    if batches:
+        return items, batches
+    cumulative = sorted(buckets.items())
+    previous = 0.0
+    for bound, count in cumulative:
+        if bound != float("inf"):
+            items += (count - previous) * bound
+        previous = count
+    return items, previous
+
+
+def fmt_s(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def print_table(capability: str, results: list[LevelResult], label: str) -> None:
+    print(f"\n### {capability} ({label})\n")
+    print("| concurrency | OK req/s | p50 | p99 | answers | 503 p99 | mean batch | recovery |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in results:
+        answers = ", ".join(f"{n} × {s}" for s, n in sorted(r.statuses.items()))
+        if r.retry_after and "503" in r.statuses:
+            answers += f" (Retry-After {dict(r.retry_after)})"
+        batch = f"{r.mean_batch:.2f}" if r.mean_batch is not None else "-"
+        print(f"| {r.concurrency} | {r.ok_per_s:.2f} | {fmt_s(pct(r.ok_latencies_s, 0.5))} | "
+              f"{fmt_s(pct(r.ok_latencies_s, 0.99))} | {answers} | {fmt_s(pct(r.refused_latencies_s, 0.99))} | "
+              f"{batch} | {fmt_s(r.drain_s)} |")
+    base = next((r for r in results if r.concurrency == 1), None)
+    if base and base.ok_per_s > 0:
+        gains = ", ".join(f"{r.concurrency} vs 1: {r.ok_per_s / base.ok_per_s:.2f}×" for r in results
+                          if r.concurrency != 1)
+        print(f"\nbatching gain ({capability}, OK req/s, same run): {gains}")
+    sys.stdout.flush()
+
+
+async def measure(args, capability: str, url: str, headers: dict) -> list[LevelResult]:
+    body = payload_for(capability, args.input)
+    results = []
+    normal_s = None
+    # warm-up: the first requests load lazy parts (tokenisers, kernels); not measured
+    await run_level(url, capability, body, 2, args.warmup_s, headers, args.client_timeout_s)
+    for level in args.levels:
+        before = batch_totals(url, headers, capability)
+        result = await run_level(url, capability, body, level, args.duration_s, headers, args.client_timeout_s)
+        if args.recovery and normal_s is not None and level > 1:
+            result.drain_s = await recovery_s(url, capability, body, headers, normal_s)
+        else:
+            await asyncio.sleep(1.0)  # metrics are exported about once a second
+        after = batch_totals(url, headers, capability)
+        if before and after and after[1] > before[1]:
+            result.mean_batch = (after[0] - before[0]) / (after[1] - before[1])
+        if level == 1:
+            normal_s = pct(result.ok_latencies_s, 0.5)
+        results.append(result)
+        print(f"# {capability} c={level}: {result.ok_per_s:.2f} OK/s {dict(result.statuses)}", file=sys.stderr)
+    return results
+
+
+def huge_jpeg(megapixels: float) -> bytes:
+    """A noisy photo-sized JPEG of `megapixels` (noise keeps the file large, like a real photo)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    side = int((megapixels * 1e6) ** 0.5)
+    tile = np.random.default_rng(0).integers(0, 255, (512, 512, 3), dtype=np.uint8)
+    rgb = np.tile(tile, (side // 512 + 1, side // 512 + 1, 1))[:side, :side]
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=80)
+    return buf.getvalue()
+
+
+def replica_rss_mib(url: str, headers: dict, capability: str) -> float | None:
+    """RSS of the capability's replica process on this machine (Ray titles it ServeReplica:...)."""
+    import psutil
+
+    title = f"ServeReplica:hub:capability-{capability}"
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if title in " ".join(proc.info["cmdline"] or ()):
+                return proc.memory_info().rss / 2**20
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return None
+
+
+async def memory_run(url: str, headers: dict, capability: str, count: int, megapixels: float) -> None:
+    """RSS of the capability's replica before, during (peak) and after `count` huge images at once."""
+    body = Payload(huge_jpeg(megapixels), "image/jpeg")
+    before = replica_rss_mib(url, headers, capability)
+    result = LevelResult(count, 1)
+    peak = before or 0.0
+
+    async def sample() -> None:
+        nonlocal peak
+        while True:
+            rss = await asyncio.to_thread(replica_rss_mib, url, headers, capability)
+            peak = max(peak, rss or 0.0)
+            await asyncio.sleep(0.5)
+
+    sampler = asyncio.create_task(sample())
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=600,
+                                 limits=httpx.Limits(max_connections=count + 4)) as client:
+        await asyncio.gather(*(one(client, f"/v1/{capability}", body, result) for _ in range(count)))
+    sampler.cancel()
+    await asyncio.sleep(5.0)
+    after = replica_rss_mib(url, headers, capability)
+    print(f"\n### {capability}: {count} concurrent {megapixels:.0f} MP JPEGs ({len(body.content) / 2**20:.1f} MiB each)\n")
+    print("| replica RSS before | peak during | 5 s after | answers |")
+    print("|---|---|---|---|")
+    answers = ", ".join(f"{n} × {s}" for s, n in sorted(result.statuses.items()))
+    print(f"| {before:.0f} MiB | {peak:.0f} MiB | {after:.0f} MiB | {answers} |")
+    sys.stdout.flush()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_hub(args) -> tuple[subprocess.Popen, str, Path]:
+    """`hub serve` with the repo's serving config, on a free port, under a temporary HUB_HOME."""
+    home = Path(args.home or tempfile.mkdtemp(prefix="hub-load-"))
+    home.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    # PYTHONPATH first: `--repo` may be another checkout (e.g. a worktree of the old commit) run
+    # with this checkout's virtual environment
+    env.update(HUB_HOME=str(home), HUB_SHARED_DIR=str(SHARED), PYTHONPATH=str(args.repo))
+    config = Path(args.config or (args.repo / "configs/serving.yaml"))
+    log = open(home / "serve.log", "w")  # noqa: SIM115 - lives as long as the server
+    cmd = [sys.executable, "-m", "hub.cli", "serve", "--config", str(config), "--port", str(port)]
+    proc = subprocess.Popen(cmd, cwd=args.repo, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + args.start_timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"hub serve exited with {proc.returncode}; see {home / 'serve.log'}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                return proc, url, home
+        except httpx.HTTPError:
+            pass
+        time.sleep(1.0)
+    stop_hub(proc)
+    raise SystemExit(f"hub not ready after {args.start_timeout_s} s; see {home / 'serve.log'}")
+
+
+def stop_hub(proc: subprocess.Popen) -> None:
+    import signal
+
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)  # `hub serve` shuts Ray down on SIGINT
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("capability", nargs="+", help="see, read, reason, listen or speak (several: one after another)")
+    parser.add_argument("--url", default="http://127.0.0.1:8000")
+    parser.add_argument("--levels", default="1,8,32", type=lambda s: [int(x) for x in s.split(",")])
+    parser.add_argument("--duration-s", type=float, default=20.0)
+    parser.add_argument("--warmup-s", type=float, default=3.0)
+    parser.add_argument("--client-timeout-s", type=float, default=120.0)
+    parser.add_argument("--input", type=Path, help="file to send (default: a sample from ../shared/data)")
+    parser.add_argument("--api-key", default=None)
+    parser.add_argument("--recovery", action="store_true", help="after levels > 1, time until latency is normal")
+    parser.add_argument("--serve", action="store_true", help="start `hub serve` for the run, stop it afterwards")
+    parser.add_argument("--repo", type=Path, default=REPO, help="checkout whose `hub serve` to start")
+    parser.add_argument("--config", type=Path, default=None, help="serving YAML (default: <repo>/configs/serving.yaml)")
+    parser.add_argument("--home", default=None, help="HUB_HOME for --serve (default: a new temporary folder)")
+    parser.add_argument("--start-timeout-s", type=float, default=600.0)
+    parser.add_argument("--label", default="", help="table heading, e.g. 'before' or a commit")
+    parser.add_argument("--huge-images", type=int, default=0,
+                        help="instead of levels: send this many huge images at once, report replica RSS")
+    parser.add_argument("--megapixels", type=float, default=49.0)
+    args = parser.parse_args(argv)
+    headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
+    proc = None
+    url = args.url
+    if args.serve:
+        proc, url, home = start_hub(args)
+        print(f"# hub at {url}, HUB_HOME={home}", file=sys.stderr)
+    try:
+        for capability in args.capability:
+            if args.huge_images:
+                asyncio.run(memory_run(url, headers, capability, args.huge_images, args.megapixels))
+                continue
+            results = asyncio.run(measure(args, capability, url, headers))
+            print_table(capability, results, args.label or url)
+    finally:
+        if proc is not None:
+            stop_hub(proc)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,249 @@
+"""Admission control and deadlines at the ingress: refuse early, stop late work.
+
+- `Admission`: one per capability. It counts the requests the ingress has in flight to that
+  capability and measures how fast the capability completes them (completions per second of busy
+  time, over the last `window_s`). A new request is refused with 503 + `Retry-After`, before its
+  body is even read, when the expected wait (requests ahead x measured time per request) exceeds the
+  capability's `latency_budget_s`, or when `max_in_flight` are already in flight.
+- `RouteDeadline`: ASGI middleware that bounds every route with a deadline and answers 504 when it
+  passes. Capability routes get their own `timeout_s` (plus a grace, so the inner, more precise 504
+  wins), the live event feed gets none (Server-Sent Events stay open for hours: Ray's proxy timeout
+  is switched off for that reason, see `serving.launch`), every other route `http.request_timeout_s`.
+- `client_timeout_s`: a client may ask for a shorter deadline with `X-Timeout-S`; work for a client
+  that has given up is then dropped instead of done for nobody.
+
+>>> gate = Admission("see", latency_budget_s=2.0, max_in_flight=64, min_in_flight=16)
+>>> with gate.admit():   # raises Overloaded (503, Retry-After) when the wait would exceed 2 s
+...     ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from hub.errors import InferenceTimeout, InvalidInput, Overloaded
+
+TIMEOUT_HEADER = "x-timeout-s"
+STREAMING_PATHS = frozenset({"/v1/events/stream"})
+CAPABILITY_GRACE_S = 5.0  # the route's backstop fires after the capability's own 504
+
+
+@dataclass(frozen=True)
+class AdmissionStats:
+    in_flight: int
+    admitted: int
+    refused: int
+    timed_out: int
+    service_s_per_request: float | None
+    expected_wait_s: float
+
+    def to_dict(self) -> dict:
+        per = self.service_s_per_request
+        return {"in_flight": self.in_flight, "admitted": self.admitted, "refused": self.refused,
+                "timed_out": self.timed_out, "service_ms_per_request": round(per * 1000, 2) if per else None,
+                "expected_wait_ms": round(self.expected_wait_s * 1000, 1)}
+
+
+class Admission:
+    """In-flight count and throughput of one capability, as the ingress sees them (see module doc).
+
+    Throughput is completions per second of *busy* time (time with at least one request in flight),
+    so an idle minute does not make the capability look slow. Until enough completions are known,
+    up to `min_in_flight` requests are admitted without an estimate.
+    """
+
+    def __init__(self, capability: str, *, latency_budget_s: float, max_in_flight: int, min_in_flight: int,
+                 window_s: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.capability = capability
+        self.latency_budget_s = latency_budget_s
+        self.max_in_flight = max_in_flight
+        self.min_in_flight = min(min_in_flight, max_in_flight)
+        self.window_s = window_s
+        self._clock = clock
+        self.in_flight = 0
+        self.admitted = self.refused = self.timed_out = 0
+        self._busy_total_s = 0.0
+        self._busy_since: float | None = None
+        self._done: deque[float] = deque(maxlen=512)  # busy-time stamps of recent completions
+
+    def _busy_now(self) -> float:
+        extra = self._clock() - self._busy_since if self._busy_since is not None else 0.0
+        return self._busy_total_s + extra
+
+    def service_s(self) -> float | None:
+        """Measured busy seconds per completed request over the window (None: not known yet)."""
+        now = self._busy_now()
+        while self._done and now - self._done[0] > self.window_s:
+            self._done.popleft()
+        if len(self._done) < 4:
+            return None
+        span = now - self._done[0]
+        return span / (len(self._done) - 1) if span > 0 else None
+
+    def expected_wait_s(self) -> float:
+        per = self.service_s()
+        return (self.in_flight + 1) * per if per is not None else 0.0
+
+    def check(self) -> None:
+        """Raise Overloaded when one more request would wait longer than the budget."""
+        if self.in_flight >= self.max_in_flight:
+            self._refuse(f"{self.in_flight} requests in flight (the limit is {self.max_in_flight})")
+        if self.in_flight < self.min_in_flight:
+            return
+        wait = self.expected_wait_s()
+        if wait > self.latency_budget_s:
+            self._refuse(f"expected wait {wait:.1f} s exceeds the latency budget of {self.latency_budget_s:.1f} s")
+
+    def _refuse(self, why: str) -> None:
+        self.refused += 1
+        per = self.service_s() or 0.0
+        # by then the requests ahead that exceed the budget will have been served
+        retry_s = max(1.0, (self.in_flight + 1) * per - self.latency_budget_s)
+        raise Overloaded(f"{self.capability} is overloaded: {why}; retry later", retry_after_s=retry_s)
+
+    @contextmanager
+    def admit(self) -> Iterator[None]:
+        """Check, then count the request as in flight until the block ends."""
+        self.check()
+        with self.track():
+            yield
+
+    @contextmanager
+    def track(self) -> Iterator[None]:
+        self.admitted += 1
+        if self.in_flight == 0:
+            self._busy_since = self._clock()
+        self.in_flight += 1
+        try:
+            yield
+        except InferenceTimeout:
+            self.timed_out += 1
+            raise
+        finally:
+            self.in_flight -= 1
+            self._done.append(self._busy_now())
+            if self.in_flight == 0 and self._busy_since is not None:
+                self._busy_total_s += self._clock() - self._busy_since
+                self._busy_since = None
+
+    def stats(self) -> AdmissionStats:
+        return AdmissionStats(self.in_flight, self.admitted, self.refused, self.timed_out, self.service_s(),
+                              self.expected_wait_s())
+
+
+def client_timeout_s(headers, limit_s: float) -> float:
+    """The deadline of this request: the capability's `timeout_s`, or less if the client asks."""
+    raw = headers.get(TIMEOUT_HEADER)
+    if raw is None:
+        return limit_s
+    try:
+        asked = float(raw)
+    except ValueError:
+        raise InvalidInput(f"{TIMEOUT_HEADER} must be seconds, got {raw[:20]!r}", field=TIMEOUT_HEADER) from None
+    if not asked > 0:
+        raise InvalidInput(f"{TIMEOUT_HEADER} must be > 0", field=TIMEOUT_HEADER)
+    return min(asked, limit_s)
+
+
+class RouteDeadline:
+    """Pure ASGI middleware: every route ends by its deadline (504), except the streaming ones.
+
+    `deadline_s(path) -> float | None` names the deadline of a path (None: no deadline).
+    """
+
+    def __init__(self, app, deadline_s: Callable[[str], float | None]) -> None:
+        self.app = app
+        self.deadline_s = deadline_s
+
+    async def __call__(self, scope, receive, send) -> None:
+        limit_s = self.deadline_s(scope.get("path", "")) if scope["type"] == "http" else None
+        if limit_s is None:
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked_send(message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            async with asyncio.timeout(limit_s):
+                await self.app(scope, receive, tracked_send)
+        except TimeoutError:
+            if started:  # the answer had begun: all that can be done is to end it
+                raise
+            body = json.dumps({"error": InferenceTimeout(f"no answer within {limit_s:.0f} s").to_dict()}).encode()
+            await send({"type": "http.response.start", "status": 504,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+
+
+def route_deadline(path: str, *, capabilities: dict[str, float], request_timeout_s: float) -> float | None:
+    """Deadline of `path`: None for streams, the capability's timeout (+ grace) for its routes."""
+    if path in STREAMING_PATHS:
+        return None
+    parts = path.strip("/").split("/")
+    if len(parts) >= 2 and parts[0] == "v1" and parts[1] in capabilities:
+        return capabilities[parts[1]] + CAPABILITY_GRACE_S
+    return request_timeout_s
+
+
+class AdmissionBoard:
+    """The `Admission` of every capability of one ingress, with their metrics.
+
+    >>> board = AdmissionBoard.from_config(serving_config)
+    >>> with board.admit("see"): ...
+    """
+
+    def __init__(self, gates: dict[str, Admission], metrics=None) -> None:
+        self.gates = gates
+        self.metrics = metrics
+
+    @classmethod
+    def from_config(cls, config, metrics=None) -> AdmissionBoard:
+        gates = {}
+        for name, cap in config.capabilities.items():
+            slots = cap.max_ongoing_requests * cap.num_replicas
+            # without a measurement yet, admit what the replicas can batch at once
+            floor = cap.batch.max_batch_size * cap.batch.workers * cap.num_replicas
+            gates[name] = Admission(name, latency_budget_s=cap.latency_budget_s, max_in_flight=slots,
+                                    min_in_flight=floor)
+        return cls(gates, metrics)
+
+    @contextmanager
+    def admit(self, capability: str) -> Iterator[Admission]:
+        """Refuse (Overloaded) or admit one request to `capability`, counting the outcome."""
+        gate = self.gates[capability]
+        try:
+            gate.check()
+        except Overloaded:
+            self._count(capability, "refused", gate)
+            raise
+        self._count(capability, "admitted", gate, entering=True)
+        try:
+            with gate.track():
+                yield gate
+        except InferenceTimeout:
+            self._count(capability, "timed_out", gate)
+            raise
+        finally:
+            self._count(capability, None, gate)
+
+    def _count(self, capability: str, outcome: str | None, gate: Admission, entering: bool = False) -> None:
+        if self.metrics is not None:
+            self.metrics.outcome(capability, outcome, gate.in_flight + int(entering))
+
+    def stage(self, capability: str, stage: str, ms: float) -> None:
+        if self.metrics is not None:
+            self.metrics.stage(capability, stage, ms)
+
+    def stats(self) -> dict[str, dict]:
+        return {name: gate.stats().to_dict() for name, gate in sorted(self.gates.items())}

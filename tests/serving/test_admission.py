@@ -1,0 +1,158 @@
+"""Admission at the ingress, route deadlines, the client deadline header and the JSON body parser
+(serving/admission.py, serving/body.py): Ray-free, with a fake clock where time matters."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from hub.errors import InferenceTimeout, InvalidInput, Overloaded
+from serving.admission import Admission, RouteDeadline, client_timeout_s, route_deadline
+from serving.body import parse_json
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now_s = 0.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+def _served(gate: Admission, clock: FakeClock, count: int, service_s: float) -> None:
+    """`count` requests served one after another, `service_s` each."""
+    for _ in range(count):
+        with gate.admit():
+            clock.now_s += service_s
+
+
+@pytest.mark.parametrize(("service_s", "budget_s", "admitted"), [
+    (0.1, 0.95, 9),  # admitted while (in flight + 1) x 0.1 s <= 0.95 s
+    (0.05, 0.97, 19),
+    (0.5, 0.9, 1),
+])
+def test_admission_refuses_when_the_expected_wait_exceeds_the_budget(service_s, budget_s, admitted):
+    clock = FakeClock()
+    gate = Admission("see", latency_budget_s=budget_s, max_in_flight=1000, min_in_flight=1, clock=clock)
+    _served(gate, clock, 10, service_s)
+    assert gate.service_s() == pytest.approx(service_s)
+    held = []
+    with pytest.raises(Overloaded) as refused:
+        for _ in range(1000):
+            cm = gate.admit()
+            cm.__enter__()
+            held.append(cm)
+    assert len(held) == admitted
+    assert int(refused.value.headers["Retry-After"]) >= 1
+    for cm in held:
+        cm.__exit__(None, None, None)
+    assert gate.in_flight == 0 and gate.stats().refused == 1
+
+
+def test_without_a_measurement_admission_takes_the_floor_then_the_hard_limit_holds():
+    gate = Admission("see", latency_budget_s=1.0, max_in_flight=5, min_in_flight=3, clock=FakeClock())
+    held = [gate.admit() for _ in range(5)]
+    for cm in held:
+        cm.__enter__()  # no completions yet: no estimate, so only the hard limit refuses
+    with pytest.raises(Overloaded, match="5 requests in flight"):
+        gate.check()
+    for cm in held:
+        cm.__exit__(None, None, None)
+
+
+def test_idle_time_does_not_make_a_capability_look_slow():
+    clock = FakeClock()
+    gate = Admission("reason", latency_budget_s=1.0, max_in_flight=100, min_in_flight=1, clock=clock, window_s=100)
+    _served(gate, clock, 5, 0.1)
+    clock.now_s += 50  # an idle minute
+    _served(gate, clock, 5, 0.1)
+    assert gate.service_s() == pytest.approx(0.1)
+
+
+def test_a_timeout_is_counted_and_frees_the_slot():
+    gate = Admission("see", latency_budget_s=1.0, max_in_flight=1, min_in_flight=1, clock=FakeClock())
+    with pytest.raises(InferenceTimeout), gate.admit():
+        raise InferenceTimeout("late")
+    assert (gate.in_flight, gate.timed_out) == (0, 1)
+    with gate.admit():  # the one slot is free again
+        pass
+
+
+@pytest.mark.parametrize(("headers", "limit_s", "expected"), [
+    ({}, 120.0, 120.0),
+    ({"x-timeout-s": "2.5"}, 120.0, 2.5),
+    ({"x-timeout-s": "900"}, 120.0, 120.0),  # a client cannot extend the capability's timeout
+    ({"x-timeout-s": "soon"}, 120.0, InvalidInput),
+    ({"x-timeout-s": "0"}, 120.0, InvalidInput),
+    ({"x-timeout-s": "nan"}, 120.0, InvalidInput),
+])
+def test_client_deadline_header(headers, limit_s, expected):
+    if expected is InvalidInput:
+        with pytest.raises(InvalidInput):
+            client_timeout_s(headers, limit_s)
+    else:
+        assert client_timeout_s(headers, limit_s) == expected
+
+
+@pytest.mark.parametrize(("path", "expected"), [
+    ("/v1/see", 125.0),
+    ("/v1/reason/cases", 35.0),
+    ("/v1/events/stream", None),
+    ("/v1/streams", 300.0),
+    ("/readyz", 300.0),
+])
+def test_route_deadlines(path, expected):
+    assert route_deadline(path, capabilities={"see": 120.0, "reason": 30.0}, request_timeout_s=300.0) == expected
+
+
+def _run_asgi(app, path: str) -> list[dict]:
+    sent: list[dict] = []
+
+    async def receive():
+        return {"type": "http.request", "body": b""}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(app({"type": "http", "path": path}, receive, send))
+    return sent
+
+
+@pytest.mark.parametrize(("path", "status"), [("/slow", 504), ("/v1/events/stream", 200)])
+def test_route_deadline_middleware_answers_504_but_leaves_streams_alone(path, status):
+    async def slow_app(scope, receive, send):
+        await asyncio.sleep(0.2)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"late"})
+
+    app = RouteDeadline(slow_app, lambda p: None if p == "/v1/events/stream" else 0.01)
+    sent = _run_asgi(app, path)
+    assert sent[0]["status"] == status
+    if status == 504:
+        assert json.loads(sent[1]["body"])["error"]["code"] == "inference_timeout"
+
+
+def _nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+@pytest.mark.parametrize(("body", "error"), [
+    (b'{"text": "ok", "top_k": 3}', None),
+    (_nested(20), None),
+    (_nested(40), "nested deeper"),
+    (_nested(10_000), "nested deeper"),  # the C parser's RecursionError, answered as 400
+    (b'{"a":' * 5000 + b"1" + b"}" * 5000, "nested deeper"),
+    (json.dumps(list(range(200_000))).encode(), "more than"),
+    (b"", "empty"),
+    (b"   ", "empty"),
+    (b"{not json", "not valid JSON"),
+    (b"\xff\xfe", "not valid JSON"),
+])
+def test_json_bodies_are_bounded(body, error):
+    if error is None:
+        assert parse_json(body) == json.loads(body)
+    else:
+        with pytest.raises(InvalidInput, match=error):
+            parse_json(body)
