@@ -4,7 +4,7 @@ Every few seconds the stream runner hands the `CapacityGovernor` each live camer
 When more than `loss_fraction` of the sampled frames were lost (replaced in the source's one-frame
 slot before analysis, or dropped by the batcher's per-camera bound), the box is over capacity:
 the governor sets ONE rate scale for every live camera, so that all of them together sample what
-the box just analysed (times `headroom`). Each camera then runs at the same share of its own
+the box just analysed (times `headroom`; at most halving it per window). Each camera then runs at the same share of its own
 `analysis_fps`, and its status says `over_capacity` with the rate it gets. While nothing is lost
 the scale creeps back up (`probe_step` per window) until it is 1 again.
 
@@ -35,7 +35,8 @@ class CapacityPolicy:
     interval_s: float = 2.0  # how often the governor looks
     loss_fraction: float = 0.05  # lost / sampled above this in a window: over capacity
     headroom: float = 0.95  # sample this share of what the box managed (room for jitter)
-    probe_step: float = 1.05  # per calm window, the scale grows by this factor (back towards 1)
+    max_cut: float = 0.5  # one window lowers the scale at most to this share of what it was
+    probe_step: float = 1.2  # per calm window, the scale grows by this factor (back to 1 from 0.05 in ~17 windows)
     min_scale: float = 0.05  # never below 5 % of a camera's rate
     admission: Admission = "warn"
     capacity_fps: float | None = None  # analysed frames/s the box serves; None: learned while over capacity
@@ -84,7 +85,8 @@ class CapacityGovernor:
         p = self.policy
         if sampled > 0 and lost > p.loss_fraction * sampled:
             self.learned_fps = fps if self.learned_fps is None else 0.5 * (self.learned_fps + fps)
-            scale = p.headroom * fps / demand_fps
+            # at most halved per window: one stall (a warm-up, a pause) must not floor every camera
+            scale = max(self.scale * p.max_cut, p.headroom * fps / demand_fps)
         else:
             scale = self.scale * p.probe_step
         scale = min(1.0, max(p.min_scale, scale))

@@ -21,9 +21,9 @@ from tests.pipelines.test_sources import write_video
 # windows of (sampled, lost, analysed) added per camera over 2 s, demand 20 frames/s -> scale after each
 WINDOWS = [
     ([(20, 0, 20), (20, 0, 20)], 20.0, [1.0]),  # all analysed: stays at full rate
-    ([(20, 10, 10), (20, 10, 10)], 20.0, [0.95 * 10 / 20]),  # half lost: both sample what the box did
-    ([(20, 10, 10), (20, 10, 10)], 20.0, [0.475, 0.475 * 1.05]),  # then calm: creep back up
-    ([(20, 20, 0)], 10.0, [0.05]),  # nothing analysed: floor, never zero
+    ([(20, 4, 16), (20, 4, 16)], 20.0, [0.95 * 16 / 20]),  # a fifth lost: both sample what the box did
+    ([(20, 4, 16), (20, 4, 16)], 20.0, [0.76, 0.76 * CapacityPolicy().probe_step]),  # then calm: back up
+    ([(20, 20, 0)], 10.0, [0.5]),  # nothing analysed (a stall): at most halved per window
 ]
 
 
