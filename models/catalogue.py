@@ -23,6 +23,9 @@ class CatalogueEntry:
     module: str  # import path of the capability module
     class_name: str
     default_model: str  # registered model name of the default (bootstrapped) model
+    # Other models the package can build, registered by `hub models bootstrap` (not at every start):
+    # (registered model name, name of the module's prepare function).
+    alternatives: tuple[tuple[str, str], ...] = ()
 
     def load_module(self):
         return importlib.import_module(self.module)
@@ -33,13 +36,17 @@ class CatalogueEntry:
     def prepare_default(self) -> Callable[[Path, Path], dict[str, Any]]:
         return self.load_module().prepare_default
 
+    def prepare_alternative(self, function_name: str) -> Callable[[Path, Path], dict[str, Any]]:
+        return getattr(self.load_module(), function_name)
+
 
 CAPABILITIES: dict[str, CatalogueEntry] = {
     e.capability: e
     for e in (
         CatalogueEntry("see", "models.detection", "Detector", "yolov8n-coco"),
         CatalogueEntry("read", "models.ocr", "OcrReader", "ppocr-v4"),
-        CatalogueEntry("listen", "models.asr", "SpeechRecognizer", "whisper-tiny-en"),
+        CatalogueEntry("listen", "models.asr", "SpeechRecognizer", "whisper-base",
+                       alternatives=(("whisper-tiny-en", "prepare_tiny_en"),)),
         CatalogueEntry("speak", "models.tts", "SpeechSynthesizer", "espeak-ng"),
         CatalogueEntry("reason", "models.textcls", "HotlineClassifier", "hotline-classifier"),
     )

@@ -3,10 +3,15 @@ per department/category -> `speak`.
 
 The pipeline is plain async code over three stage callables (`payload dict -> awaitable response model`),
 so the same code runs behind Ray Serve deployment handles (`serving/hotline_api.py`), in-process for the
-CLI (`local_stages`) and in tests. Stage errors (a 422 for Mandarin on an English-only `listen` model, a
-400 for a corrupt file) propagate unchanged.
+CLI (`local_stages(serving.local.predict_local)`) and in tests. Stage errors (a 400 for a corrupt file, a
+422 for Mandarin on an English-only `listen` model) propagate unchanged.
 
->>> stages = local_stages()                      # or handle_stages() inside the ingress
+A call is marked for a human operator (`needs_review`, with `review_reasons`) instead of being answered
+as routed when the transcript is unsure (`listen`'s mean log-probability under
+`review.min_transcript_avg_logprob`), when `reason` is unsure (its own threshold, or
+`review.min_category_confidence` of configs/hotline.yaml), or when `reason` refuses the text.
+
+>>> stages = local_stages(predict_local)         # or handle_stages() inside the ingress
 >>> reply = await handle_call(HotlineCallRequest(audio=wav), stages, HotlineConfig.load())
 >>> reply.category, reply.department, reply.models["listen"].version
 ('城乡建设', '市住房和城乡建设局', '1')
@@ -17,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import string
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -55,10 +60,20 @@ class LanguageTemplates(_Strict):
         return self
 
 
+class ReviewThresholds(_Strict):
+    """When a call goes to a human operator instead of the automatic reply."""
+
+    # Whisper's mean token log-probability: clear speech -0.1..-0.4; below about -1 the words are guesses.
+    min_transcript_avg_logprob: float = Field(-1.0, le=0.0)
+    # The calibrated top probability of `reason`; 0 leaves the decision to reason's own needs_review.
+    min_category_confidence: float = Field(0.0, ge=0.0, le=1.0)
+
+
 class HotlineConfig(_Strict):
-    """Reply templates and names (configs/hotline.yaml)."""
+    """Reply templates, names and review thresholds (configs/hotline.yaml)."""
 
     hotline: str = "12345"
+    review: ReviewThresholds = ReviewThresholds()
     fallback_language: str = "zh"
     max_similar_cases: int = Field(3, ge=0, le=20)
     languages: dict[str, LanguageTemplates]
@@ -98,6 +113,7 @@ class HotlineCallResponse(WireModel):
     transcript: str
     language: str
     duration_s: float
+    transcript_avg_logprob: float | None  # how sure `listen` was of the words
     category: str
     confidence: float | None
     department: str
@@ -150,6 +166,19 @@ def unrouted(reason: str) -> Routing:
                    review_reasons=(reason,))
 
 
+def apply_review(routing: Routing, transcript_avg_logprob: float | None, review: ReviewThresholds) -> Routing:
+    """Add the pipeline's own reasons for a human to look at the call to those of `reason`."""
+    reasons = list(routing.review_reasons)
+    if transcript_avg_logprob is not None and transcript_avg_logprob < review.min_transcript_avg_logprob:
+        reasons.append(f"low_transcript_confidence: {transcript_avg_logprob:.2f} < {review.min_transcript_avg_logprob}")
+    if routing.confidence is not None and routing.confidence < review.min_category_confidence:
+        reasons.append(f"low_category_confidence: {routing.confidence:.2f} < {review.min_category_confidence}")
+    reasons = list(dict.fromkeys(reasons))
+    if reasons == list(routing.review_reasons):
+        return routing
+    return replace(routing, needs_review=True, review_reasons=tuple(reasons))
+
+
 def render_reply(config: HotlineConfig, language: str, routing: Routing) -> tuple[str, str | None]:
     """(reply text, voice) for a routed call in the caller's language."""
     lang = language if language in config.languages else config.fallback_language
@@ -181,10 +210,13 @@ async def handle_call(call: HotlineCallRequest, stages: HotlineStages, config: H
         # The classifier refused this text (too short, not Chinese, ...): the caller still gets an
         # answer, and an operator routes the case by hand.
         reasoned, routing = None, unrouted(f"not_classified: {exc.message}")
+    heard_logprob = getattr(heard, "avg_logprob", None)
+    routing = apply_review(routing, heard_logprob, config.review)
     reply_text, template_voice = render_reply(config, heard.language, routing)
     spoken = await stages.speak({"text": reply_text, "voice": call.voice or template_voice, "format": call.format})
     return HotlineCallResponse(
         transcript=transcript, language=heard.language, duration_s=heard.duration_s,
+        transcript_avg_logprob=heard_logprob,
         category=routing.category, confidence=routing.confidence, department=routing.department,
         needs_review=routing.needs_review, review_reasons=list(routing.review_reasons),
         similar_cases=[SimilarCase(**c) for c in routing.similar_cases[: config.max_similar_cases]],
@@ -211,14 +243,13 @@ def capability_stage(capability: Any, info: ModelInfo) -> Stage:
     return run
 
 
-def local_stages() -> HotlineStages:
-    """Stages that resolve each capability's champion from the registry and run it in this process
-    (`serving.local.predict_local`): what `hub hotline AUDIO` uses."""
-    from serving.local import predict_local
+def local_stages(predict: Callable[[str, dict], Any]) -> HotlineStages:
+    """Stages over a blocking `predict(capability, payload) -> response` run in worker threads: the CLI
+    (`hub hotline AUDIO`) passes `serving.local.predict_local`, which runs each champion in this process."""
 
     def stage(name: str) -> Stage:
         async def run(payload: dict) -> Any:
-            return await asyncio.to_thread(predict_local, name, payload)
+            return await asyncio.to_thread(predict, name, payload)
 
         return run
 

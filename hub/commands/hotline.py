@@ -51,10 +51,11 @@ def _in_process(audio: Path, language: str | None, config: Path | None) -> dict:
 
     from hub.errors import HubError
     from pipelines.hotline import HotlineCallRequest, HotlineConfig, handle_call, local_stages
+    from serving.local import predict_local
 
     try:
         request = HotlineCallRequest(audio=audio.read_bytes(), language=language)
-        response = asyncio.run(handle_call(request, local_stages(), HotlineConfig.load(config)))
+        response = asyncio.run(handle_call(request, local_stages(predict_local), HotlineConfig.load(config)))
     except HubError as exc:
         typer.echo(f"error ({exc.status_code}): {exc}", err=True)
         raise typer.Exit(2) from exc

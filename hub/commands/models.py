@@ -45,7 +45,7 @@ def bootstrap(
             if store.alias_version(default, "champion") is None:
                 step(f"{name}: preparing the default model {default}")
             started = step.elapsed_s()
-            for r in ensure_defaults([name], settings, store):
+            for r in ensure_defaults([name], settings, store, alternatives=True):
                 took = f"registered in {step.elapsed_s() - started:.1f} s" if r.created else "already there"
                 step(f"{name}: {r.name} version {r.version} @champion ({took})")
     except HubError as exc:

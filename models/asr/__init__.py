@@ -3,7 +3,13 @@
 >>> from models.asr import SpeechRecognizer, ListenRequest, prepare_default
 """
 
-from models.asr.artifacts import describe_artifact, download_whisper, prepare_default, prepare_pocketsphinx
+from models.asr.artifacts import (
+    describe_artifact,
+    download_whisper,
+    prepare_default,
+    prepare_pocketsphinx,
+    prepare_tiny_en,
+)
 from models.asr.recognizer import ListenRequest, ListenResponse, SpeechRecognizer, SpeechSegment
 from models.asr.wer import character_error_rate, word_error_rate
 
@@ -17,5 +23,6 @@ __all__ = [
     "download_whisper",
     "prepare_default",
     "prepare_pocketsphinx",
+    "prepare_tiny_en",
     "word_error_rate",
 ]

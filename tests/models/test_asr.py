@@ -1,4 +1,5 @@
-"""listen (models.asr): Whisper tiny.en through faster-whisper, pocketsphinx fallback, limits and errors."""
+"""listen (models.asr) with the English-only alternative Whisper tiny.en through faster-whisper, the pocketsphinx
+fallback, limits and errors (the multilingual default is tested in test_asr_base.py)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from models.asr import (
     SpeechRecognizer,
     character_error_rate,
     describe_artifact,
-    prepare_default,
     prepare_pocketsphinx,
+    prepare_tiny_en,
     word_error_rate,
 )
 from models.audio import decode_audio
@@ -62,7 +63,7 @@ def test_character_error_rate(reference, hypothesis, expected):
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory, shared_dir) -> Path:
     out = tmp_path_factory.mktemp("listen-v1")
-    meta = prepare_default(shared_dir, out)
+    meta = prepare_tiny_en(shared_dir, out)
     assert meta["model_name"] == "whisper-tiny.en" and meta["multilingual"] == "false"
     return out
 

@@ -1,6 +1,6 @@
 """Shared helpers of the `reason` tests (no tests here): ONE default artifact per pytest process,
-trained by the real `prepare_default`, reused by tests/models/test_textcls*.py and
-tests/training/test_textcls*.py."""
+trained by the real bootstrap function (`training.textcls.train_default`), reused by
+tests/models/test_textcls*.py and tests/training/test_textcls*.py."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ REPLIES = ("data", "text", "gov_messages_with_replies.csv")
 def default_artifact(shared_dir: Path) -> Path:
     """The bootstrap artifact, trained once (the e5 cache under HUB_HOME makes reruns fast)."""
     from hub.settings import get_settings
-    from models.textcls import prepare_default
+    from training.textcls import train_default
 
     _EMBEDDING_CACHE.append(get_settings().cache_dir / "e5")
 
@@ -27,7 +27,7 @@ def default_artifact(shared_dir: Path) -> Path:
     atexit.register(shutil.rmtree, root, True)
     out = root / "artifact"
     out.mkdir()
-    prepare_default(shared_dir, out)
+    train_default(shared_dir, out)
     return out
 
 

@@ -80,7 +80,7 @@ def test_listen_transcribes_an_upload(hub_server, shared_dir):
     assert reply.status_code == 200, reply.text
     body = reply.json()
     assert "first great sorrow of his life" in body["text"].lower()
-    assert body["model"]["name"] == "whisper-tiny-en" and body["segments"]
+    assert body["model"]["name"] == "whisper-base" and body["segments"]
 
 
 def test_speak_returns_audio_as_json_and_as_file(hub_server):
@@ -118,14 +118,10 @@ def test_hotline_call_end_to_end(hub_server, shared_dir):
     wav = (shared_dir / "data/speech/en-librispeech-1995-1837-0001.wav").read_bytes()
     with hub_server.client() as c:
         reply = c.post("/v1/hotline/call", files={"audio": ("call.wav", wav, "audio/wav")})
-        mandarin = c.post("/v1/hotline/call", files={"audio": (
-            "zh.wav", (shared_dir / "data/speech/zh-aishell-BAC009S0724W0121.wav").read_bytes(), "audio/wav")})
     assert reply.status_code == 200, reply.text
     body = reply.json()
     assert "sorrow" in body["transcript"].lower()
     assert body["category"] and body["department"] and body["reply_text"]
     assert base64.b64decode(body["reply_audio"])[:4] == b"RIFF"
     assert {body["models"][k]["name"] for k in ("listen", "reason", "speak")} == {
-        "whisper-tiny-en", "hotline-classifier", "espeak-ng"}
-    assert mandarin.status_code == 422, mandarin.text
-    assert "hub models register listen" in mandarin.json()["error"]["message"]
+        "whisper-base", "hotline-classifier", "espeak-ng"}  # Mandarin: tests/serving/test_hotline_mandarin_e2e.py
