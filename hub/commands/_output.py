@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import typer
 
@@ -42,14 +43,17 @@ def quiet() -> None:
 class Steps:
     """Step messages with the time since the first one: `  12.3 s  starting Ray (local)`."""
 
-    def __init__(self, log: logging.Logger | None = None) -> None:
+    def __init__(self, log: logging.Logger | None = None, before: Callable[[], None] | None = None) -> None:
         self.started = time.perf_counter()
         self.log = log
+        self.before = before
 
     def elapsed_s(self) -> float:
         return time.perf_counter() - self.started
 
     def __call__(self, message: str) -> None:
+        if self.before is not None:
+            self.before()
         typer.echo(f"{self.elapsed_s():6.1f} s  {message}")
         if self.log is not None:
             self.log.info("%s", message)

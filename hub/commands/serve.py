@@ -36,11 +36,13 @@ def _log_to_file(path: Path) -> None:
     import logging
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.setLevel(logging.INFO)
     logging.getLogger().setLevel(logging.INFO)  # the console handlers stay at WARNING (quiet())
+    # One handler each: ray.init re-formats every handler of the "ray" logger with Ray's format,
+    # and the step lines must keep theirs (a detached `hub serve` finds them by it).
     for name in ("", "ray", "ray.serve", "mlflow"):  # these three do not propagate to the root
+        handler = logging.FileHandler(path)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setLevel(logging.INFO)
         logging.getLogger(name).addHandler(handler)
 
 
@@ -53,13 +55,15 @@ def _serve_foreground(config: Path | None, host: str | None, port: int | None, a
     settings = get_settings()
     log_file = log_path()
     _log_to_file(log_file)
-    step = Steps(logging.getLogger(STEP_LOGGER))
+    # quiet() again at every step: Ray and Serve add console handlers as they start
+    step = Steps(logging.getLogger(STEP_LOGGER), before=quiet)
     step(f"HUB_HOME {settings.home}; log {log_file}")
     step("loading Ray Serve and MLflow")
+    import ray.serve  # noqa: F401  (imported here so that quiet() finds its console handlers)
+
     from hub.errors import HubError
     from serving.launch import start, stop
 
-    quiet()
     signal.signal(signal.SIGTERM, _interrupt)  # `hub stop` during start-up: shut Ray down, too
     try:
         cfg = start(config or settings.config, host=host, port=port, address=address, bootstrap=bootstrap, step=step)
@@ -119,6 +123,9 @@ def _serve_detached(argv: list[str]) -> None:
             typer.echo(line)
         hub = running_hub()
         if hub is not None and hub.pid == child.pid:
+            time.sleep(0.2)  # the steps logged just before the state file was written
+            for line in new_steps(log_file, offset, marker)[0]:
+                typer.echo(line)
             typer.echo(f"ready: {hub.url}   (logs: `hub logs -f`, stop: `hub stop`)")
             return
         if child.poll() is not None:
