@@ -74,12 +74,14 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option(DEFAULT_REF, help="models:/<name>@<alias> or /<version>"),
     ) -> None:
         """Accuracy and macro-F1 of a `reason` model version on DATA (default: the champion)."""
+        from hub.commands._output import quiet
         from hub.errors import HubError
         from hub.settings import get_settings
         from registry.store import MlflowStore
         from training.data import load_labelled
         from training.gate import evaluate_artifact
 
+        quiet()
         try:
             if model == DEFAULT_REF:
                 from serving.defaults import ensure_defaults
