@@ -32,6 +32,7 @@ from hub.redact import redact_url
 from pipelines import rules
 from pipelines.capacity import CapacityGovernor, CapacityPolicy, Counts
 from pipelines.decode import DecodeOptions
+from pipelines.episodes import EpisodeLedger
 from pipelines.events import EventStore, StoredEvent
 from pipelines.rules.base import Event
 from pipelines.sources import CameraState, Frame, FrameSource
@@ -49,8 +50,10 @@ class EventSink:
     Example: `sink = EventSink(EventStore.open(), WebhookSender(store).start(), webhooks=[url])`.
     """
 
-    def __init__(self, store: EventStore, sender: WebhookSender | None = None, webhooks: Sequence[str] = ()) -> None:
+    def __init__(self, store: EventStore, sender: WebhookSender | None = None, webhooks: Sequence[str] = (), *,
+                 max_episode_s: float | None = None) -> None:
         self.store = store
+        self.max_episode_s = max_episode_s  # an episode open longer ends as `expired`
         self.sender = sender
         self.webhooks = tuple(webhooks)
         self.listeners: list[Callable[[StoredEvent], None]] = []
@@ -96,6 +99,8 @@ class CameraWorker:
         self.source = source or FrameSource(plan.camera_id, plan.source)
         self.tracker = CameraTracker(plan.tracker, plan.mapping)
         self.states = [rules.new_state(rule, plan.camera_id) for rule in plan.rules]
+        # Between the rules and the sink: end reasons, and episodes continued across a restart.
+        self.ledger = EpisodeLedger(plan.camera_id, plan.rules, sink.store, max_episode_s=sink.max_episode_s)
         self.counters = _Counters()
         self.last_image: np.ndarray | None = None
         self._times: deque[float] = deque(maxlen=32)  # wall times of recent analysed frames (fps)
@@ -131,6 +136,7 @@ class CameraWorker:
                     continue
                 if not pending:
                     if self.source.finished:
+                        self.end_episodes("stream_ended")
                         return
                     continue
             frame, future = pending.popleft()
@@ -167,8 +173,8 @@ class CameraWorker:
         model = getattr(detections, "model", None)
         if model is not None:  # the registered version that saw this frame (detectors follow their alias)
             events = [e.with_model(model) for e in events]
-        for event in events:
-            self.sink.emit(event, frame, self.plan.webhooks)
+        for event, end_reason in self.ledger.process(events, frame.ts_s):
+            self.sink.emit(event, frame, self.plan.webhooks, end_reason=end_reason)
         now = time.time()
         with self._lock:
             self.last_image = frame.image  # the UI's thumbnail (a reference: no copy per frame)
@@ -177,6 +183,11 @@ class CameraWorker:
             self.counters.last_latency_ms = (now - frame.wall_s) * 1000.0 if frame.wall_s else None
             self._times.append(now)
         return events
+
+    def end_episodes(self, reason: str) -> None:
+        """End what is open (`camera_removed`, `stream_ended`); after the worker thread stopped."""
+        for event, end_reason in self.ledger.close(reason):
+            self.sink.emit(event, None, self.plan.webhooks, end_reason=end_reason)
 
     def _state(self) -> str:
         state = self.source.state
@@ -285,6 +296,7 @@ class StreamRunner:
         if worker is None:
             raise NotFound(f"no camera {camera_id!r}")
         worker.stop()
+        worker.end_episodes("camera_removed")
         return worker.stats()
 
     def worker(self, camera_id: str) -> CameraWorker:

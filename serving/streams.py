@@ -73,7 +73,8 @@ class StreamManagerCore:
         from pipelines.stream_config import webhook_specs
 
         self._webhooks(webhook_specs(config.webhooks), field="webhooks")
-        self.sink = EventSink(self.store, self.sender, [w.url for w in webhook_specs(config.webhooks)])
+        self.sink = EventSink(self.store, self.sender, [w.url for w in webhook_specs(config.webhooks)],
+                              max_episode_s=config.max_episode_s)
         self._detector_factory = detector_factory or self._load_detector
         self._batchers: dict[str, Any] = {}
         self._followers: dict[str, Any] = {}  # ref -> FollowingDetector
