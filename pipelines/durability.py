@@ -162,11 +162,12 @@ class Upkeep:
         if self.last_error:
             out.append(self.last_error)
         try:
-            free_mb = shutil.disk_usage(self.store.root).free / 1e6
+            usage = shutil.disk_usage(self.store.root)
         except OSError as exc:
             out.append(f"data disk unreadable: {exc}")
         else:
-            if free_mb < self.min_free_mb:
+            free_mb = usage.free / 1e6
+            if free_mb < min(self.min_free_mb, usage.total / 1e6 * 0.02):  # 2 % of a small disk
                 out.append(f"data disk nearly full: {free_mb:.0f} MB free at {self.store.root}")
         return out
 
