@@ -58,6 +58,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--compare", action="store_true",
                    help="before each row, run the same N with the pre-issue-10 decoding (full-size RGB, FFmpeg's "
                         "default threads, no frame skipping, no rate governor): a baseline under the same load")
+    p.add_argument("--decode-only", action="store_true",
+                   help="only the cameras' FrameSources (decode, sample, convert), before vs now: CPU per camera")
     p.add_argument("--json", type=Path, default=None)
     return p.parse_args(argv)
 
@@ -92,17 +94,19 @@ class Bench:
 
         self.args, self.video, self.work = args, video, work
         self.device = pick_device(args.device)
-        art = work / "artifact"
         from hub.settings import get_settings
 
-        prepare_default(get_settings().shared_dir, art)
-        self.detector = Detector(rect=True)
-        self.detector.load(art, self.device)
+        self.artifact = work / "artifact"
+        prepare_default(get_settings().shared_dir, self.artifact)
+        self.detector_cls = Detector
         self.template = camera_template()
         self.options = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.option)}
 
     def factory(self, ref: str):
-        return self.detector, {"name": "yolov8n-coco", "version": "bench", "alias": None}
+        """A fresh detector per manager: closing a manager closes the detectors it loaded."""
+        detector = self.detector_cls(rect=True)
+        detector.load(self.artifact, self.device)
+        return detector, {"name": "yolov8n-coco", "version": "1", "alias": None}
 
     def run(self, n: int, legacy: bool = False) -> dict:
         import psutil
@@ -126,10 +130,49 @@ class Bench:
             latencies = _sample_latencies(core, self.args.measure_s)
             after, cpu1, t1 = _by_camera(core.list_streams()), _cpu_s(proc), time.monotonic()
             status = core.status()
+            errors = [s["last_error"] for s in after.values() if s["last_error"]]
+            if errors:
+                print(f"  camera errors: {sorted(set(errors))[:3]}", file=sys.stderr)
         finally:
             core.close()
         out = summarise(n, self.args.analysis_fps, before, after, t1 - t0, cpu1 - cpu0, latencies, status)
         return out | {"config": "before" if legacy else "now"}
+
+
+def decode_only(video: Path, n: int, fps: float, seconds: float, legacy: bool) -> dict:
+    """N paced FrameSources with a consumer taking every frame: the decode side alone, CPU per camera."""
+    import threading
+
+    import psutil
+
+    from pipelines.decode import DecodeOptions
+    from pipelines.sources import FrameSource, SourceConfig
+
+    opts = DecodeOptions() if legacy else DecodeOptions(max_side_px=640, threads=1, skip_frames=True)
+    sources = [FrameSource(f"cam-{c}", SourceConfig(url=str(video), loop=True, analysis_fps=fps, decode=opts)).start()
+               for c in range(n)]
+    stop, taken = threading.Event(), [0] * n
+
+    def consume(c: int) -> None:
+        while not stop.is_set():
+            taken[c] += sources[c].get(timeout_s=0.2) is not None
+
+    threads = [threading.Thread(target=consume, args=(c,), daemon=True) for c in range(n)]
+    for t in threads:
+        t.start()
+    time.sleep(3.0)  # opened and decoding
+    proc = psutil.Process()
+    cpu0, t0, got0 = _cpu_s(proc), time.monotonic(), sum(taken)
+    decoded0 = sum(src.stats().frames_decoded for src in sources)
+    time.sleep(seconds)
+    cpu1, t1, got1 = _cpu_s(proc), time.monotonic(), sum(taken)
+    decoded1 = sum(src.stats().frames_decoded for src in sources)
+    stop.set()
+    for src in sources:
+        src.stop()
+    cores = (cpu1 - cpu0) / (t1 - t0)
+    return {"config": "before" if legacy else "now", "cameras": n, "cores": cores, "cores_per_camera": cores / n,
+            "decoded_fps": (decoded1 - decoded0) / (t1 - t0), "sampled_fps": (got1 - got0) / (t1 - t0)}
 
 
 def _by_camera(streams: list[dict]) -> dict[str, dict]:
@@ -192,6 +235,14 @@ def row(r: dict) -> str:
             f"{','.join(r['states'])} |")
 
 
+def _per_core(r: dict) -> float:
+    return r["total_fps"] / r["cpu_cores"] if r["cpu_cores"] else 0.0
+
+
+def _ratio(now: float, before: float) -> str:
+    return f"{now / before:.2f}x" if before > 0.05 else "n/a (nothing analysed before)"
+
+
 def holds(r: dict) -> bool:
     return r["holding"] == r["cameras"]
 
@@ -221,6 +272,20 @@ def main(argv=None) -> list[dict]:
     settings = apply_runtime_env()
     work = Path(tempfile.mkdtemp(prefix="streams-e2e-"))
     video = make_video(args.video or settings.shared_dir / "data/video/road-cars.mp4", args.resize, args.gop, work)
+    if args.decode_only:
+        print(f"decode only: {video.name}, analysis_fps {args.analysis_fps:g}, {args.measure_s:g} s per row\n"
+              "| config | cameras | CPU cores busy | cores per camera | frames decoded/s | frames sampled/s |\n"
+              "|---|---|---|---|---|---|")
+        rows = []
+        for n in (int(v) for v in args.cameras.split(",")):
+            for legacy in (True, False):
+                r = decode_only(video, n, args.analysis_fps, args.measure_s, legacy)
+                rows.append(r)
+                print(f"| {r['config']} | {n} | {r['cores']:.2f} | {r['cores_per_camera']:.3f} | "
+                      f"{r['decoded_fps']:.0f} | {r['sampled_fps']:.1f} |", flush=True)
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=2))
+        return rows
     bench = Bench(args, video, work)
     rows: list[dict] = []
     print(f"device {bench.device}; video {video.name}; analysis_fps {args.analysis_fps:g}; "
@@ -243,8 +308,9 @@ def main(argv=None) -> list[dict]:
                 before = report(bench.run(n, legacy=True))
             now = report(bench.run(n))
             if args.compare:
-                print(f"  {n} cameras: {now['total_fps'] / max(before['total_fps'], 1e-9):.2f}x the analysed "
-                      f"frames/s of the pre-issue-10 decoding, {now['total_fps'] / max(now['cpu_cores'], 1e-9) / max(before['total_fps'] / max(before['cpu_cores'], 1e-9), 1e-9):.2f}x per CPU core-second", flush=True)
+                print(f"  {n} cameras: {_ratio(now['total_fps'], before['total_fps'])} the analysed frames/s of the "
+                      f"pre-issue-10 decoding, {_ratio(_per_core(now), _per_core(before))} per CPU core-second",
+                      flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return rows

@@ -162,6 +162,26 @@ class DynamicBatcher(Generic[T, R]):
             return True
         return now - self._queue[0].enqueued_s >= self.policy.max_wait_s
 
+    def _expired(self, now: float) -> list[_Pending]:
+        """Items older than `policy.max_age_ms` leave unrun (counted as drops): their answer would come
+        too late to matter, and running them would make every newer item later still."""
+        max_age_s = self.policy.max_age_s
+        out: list[_Pending] = []
+        while max_age_s is not None and self._queue and now - self._queue[0].enqueued_s > max_age_s:
+            pending = self._queue.popleft()
+            self._per_key[pending.key] -= 1
+            if not self._per_key[pending.key]:
+                del self._per_key[pending.key]
+            self._dropped += 1
+            self._dropped_by_key[pending.key] += 1
+            out.append(pending)
+        return out
+
+    def _fail_expired(self, expired: list[_Pending]) -> None:
+        for pending in expired:  # outside the lock: done-callbacks run user code
+            pending.future.set_exception(Dropped(f"{self._name}: item of {pending.key!r} waited longer than "
+                                                 f"{self.policy.max_age_ms:g} ms; dropped"))
+
     def _take(self) -> list[_Pending]:
         n = min(len(self._queue), self.policy.max_batch_size)
         batch = [self._queue.popleft() for _ in range(n)]
@@ -174,10 +194,11 @@ class DynamicBatcher(Generic[T, R]):
     def poll(self) -> int:
         """Run at most one due batch in the calling thread; returns the number of items it ran."""
         with self._cond:
-            if not self._due(self._clock()):
-                return 0
-            batch = self._take()
-        self._execute(batch)
+            expired = self._expired(self._clock())
+            batch = self._take() if self._due(self._clock()) else []
+        self._fail_expired(expired)
+        if batch:
+            self._execute(batch)
         return len(batch)
 
     def _run(self) -> None:
@@ -187,14 +208,20 @@ class DynamicBatcher(Generic[T, R]):
                     if self._closing and (not self._queue or not self._drain):
                         return
                     now = self._clock()
+                    expired = self._expired(now)
                     if self._due(now):
                         batch = self._take()
+                        break
+                    if expired:
+                        batch = []
                         break
                     timeout = None
                     if self._queue:
                         timeout = max(self._queue[0].enqueued_s + self.policy.max_wait_s - now, 0.0)
                     self._cond.wait(timeout)
-            self._execute(batch)
+            self._fail_expired(expired)
+            if batch:
+                self._execute(batch)
 
     def _execute(self, batch: list[_Pending]) -> None:
         try:

@@ -194,6 +194,7 @@ class BatchSpec(_Wire):
     max_wait_ms: float = Field(15.0, ge=0, le=10_000)
     max_queue: int = Field(512, ge=1)
     inflight_per_camera: int = Field(2, ge=1, le=8)  # frames of one camera in the batcher at once
+    max_age_ms: float | None = Field(2000.0, gt=0)  # a frame waiting longer is dropped: latency stays bounded
 
 
 class OutboundSpec(_Wire):

@@ -191,8 +191,31 @@ def test_threaded_many_producers_all_answered_and_drained_on_close():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"max_batch_size": 0}, {"max_wait_ms": -1}, {"max_queue": 0}, {"max_queue_per_key": 0}, {"drop": "random"}],
+    [{"max_batch_size": 0}, {"max_wait_ms": -1}, {"max_queue": 0}, {"max_queue_per_key": 0}, {"drop": "random"},
+     {"max_age_ms": 0}],
 )
 def test_policy_rejects_nonsense(kwargs):
     with pytest.raises(ValueError):
         BatchPolicy(**kwargs)
+
+
+# (max_age_ms, items submitted as (key, value, at ms), poll at ms, batches run, values dropped)
+AGE_CASES = [
+    (100.0, [("a", 1, 0), ("b", 2, 50), ("a", 3, 120)], 130, [[2, 3]], [1]),
+    (100.0, [("a", 1, 0), ("b", 2, 10)], 200, [], [1, 2]),  # everything too old: nothing runs
+    (None, [("a", 1, 0), ("b", 2, 50), ("a", 3, 120)], 130, [[1, 2, 3]], []),
+]
+
+
+@pytest.mark.parametrize("max_age_ms,subs,poll_at,batches,dropped", AGE_CASES)
+def test_items_older_than_max_age_leave_unrun_as_drops(max_age_ms, subs, poll_at, batches, dropped):
+    batcher, fn, clock = make(BatchPolicy(max_batch_size=8, max_wait_ms=10, max_age_ms=max_age_ms))
+    futures = {}
+    for key, value, at_ms in subs:
+        clock.advance(at_ms - clock.now_s * 1000.0)
+        futures[value] = batcher.submit(key, value)
+    clock.advance(poll_at - clock.now_s * 1000.0)
+    batcher.poll()
+    assert fn.batches == batches
+    assert sorted(v for v, f in futures.items() if isinstance(f.exception(timeout=0), Dropped)) == dropped
+    assert batcher.stats().dropped == len(dropped) and batcher.stats().queued == 0
