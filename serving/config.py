@@ -63,7 +63,7 @@ class ApiKey(_Strict):
 
 
 class AuthConfig(_Strict):
-    required: bool | None = None  # None: required exactly when the hub listens beyond loopback
+    required: bool | None = None  # None: required beyond loopback, or behind http.trusted_proxies
     keys: list[ApiKey] = []
 
 
@@ -71,6 +71,12 @@ class HttpConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     max_body_mib: float = Field(20.0, gt=0)
+    # Host header values the hub answers (names or *.domain); loopback names always. Empty: any
+    # Host when bound beyond loopback, loopback names only when bound to loopback.
+    allowed_hosts: list[str] = []
+    # Addresses of reverse proxies (a TLS gateway) in front of the hub. Set, API keys are required
+    # even on loopback: the proxy makes loopback reachable from the network.
+    trusted_proxies: list[str] = []
     # Deadline of every route except the capabilities (their own timeout_s) and the live event feed
     # (none); enforced by the ingress, not by Ray's proxy, whose timeout would also cut SSE streams.
     request_timeout_s: float = Field(300.0, gt=0)
@@ -104,7 +110,9 @@ class ServingConfig(_Strict):
 
     @property
     def auth_required(self) -> bool:
-        return self.auth.required if self.auth.required is not None else not self.http.loopback
+        if self.auth.required is not None:
+            return self.auth.required
+        return not self.http.loopback or bool(self.http.trusted_proxies)
 
     @classmethod
     def load(cls, path: Path) -> ServingConfig:

@@ -27,6 +27,7 @@ from hub.settings import get_settings
 from serving.admission import AdmissionBoard, RouteDeadline, client_timeout_s, route_deadline
 from serving.auth import OPEN_PATHS, KeyRing
 from serving.body import parse_json
+from serving.guard import GuardSettings, RequestGuard
 from serving.handles import get_handle, served, set_handles
 from serving.metrics_filter import select_families
 
@@ -90,6 +91,18 @@ class AuthMiddleware(BaseHTTPMiddleware):
         return await call_next(request)
 
 
+def _has_key(request: Request) -> bool:
+    """True when no key is required or the request carries a valid one (open paths check it here)."""
+    keys: KeyRing | None = _STATE.get("keys")
+    if keys is None:
+        return True
+    try:
+        keys.check(request.headers.get("authorization"))
+    except HubError:
+        return False
+    return True
+
+
 def _is_ui(path: str) -> bool:
     return path == "/ui" or path.startswith("/ui/")
 
@@ -97,6 +110,16 @@ def _is_ui(path: str) -> bool:
 app.add_middleware(AuthMiddleware)
 # outermost: the deadline covers authentication and body reading too (Starlette: last added = outer)
 app.add_middleware(RouteDeadline, deadline_s=lambda path: _deadline(path))
+# outermost of all: Host check, CSRF defence and the body cap of every route (serving/guard.py)
+app.add_middleware(RequestGuard, settings=lambda: _guard_settings())
+
+
+def _guard_settings() -> GuardSettings:
+    cfg = _STATE.get("config")
+    if cfg is None:  # the app served without an Ingress (in-process tests): no Host check, default cap
+        return GuardSettings(loopback=False)
+    return GuardSettings(max_body_bytes=cfg.http.max_body_bytes, allowed_hosts=tuple(cfg.http.allowed_hosts),
+                         loopback=cfg.http.loopback)
 
 
 def _include_optional_routers() -> None:
@@ -262,8 +285,10 @@ async def healthz() -> dict:
 
 
 @app.get("/readyz", tags=["ops"])
-async def readyz() -> JSONResponse:
+async def readyz(request: Request) -> JSONResponse:
     statuses = await _statuses()
+    if not _has_key(request):  # probes see ready or not; model errors only with a key
+        statuses = [{"capability": s.get("capability"), "ready": bool(s.get("ready"))} for s in statuses]
     content: dict[str, Any] = {"capabilities": statuses}
     ready = all(s.get("ready") for s in statuses)
     if "streams" in served():  # events that cannot be written (a full disk) make the hub not ready
@@ -272,6 +297,8 @@ async def readyz() -> JSONResponse:
         except Exception as exc:
             content["streams"] = {"healthy": False, "problems": [str(unwrap_remote(exc))]}
         ready = ready and content["streams"]["healthy"]
+        if not _has_key(request):
+            content["streams"] = {"healthy": content["streams"]["healthy"]}
     return JSONResponse(status_code=200 if ready else 503, content={"ready": ready, **content})
 
 
