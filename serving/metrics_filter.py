@@ -1,8 +1,9 @@
 """What `GET /metrics` shows: the hub's own metrics and Ray Serve's request metrics.
 
-Ray's metrics agent exports every Ray internal too (tasks, actors, object store, gRPC, the
-controller's bookkeeping): 1.6-1.9 MB per scrape on a five-capability hub. `GET /metrics?all=true`
-still returns all of it.
+Ray's metrics agent exports every Ray internal too (tasks, actors, object store, gRPC, Serve's
+router and controller bookkeeping), each sample with ~200 bytes of labels that are the same for the
+whole scrape: 1.6-1.9 MB per scrape on a five-capability hub. `GET /metrics?all=true` still returns
+all of it, as the agent wrote it.
 
 >>> select_families("# TYPE ray_tasks gauge\\nray_tasks 3\\n# TYPE ray_hub_requests_total counter\\n...")
 """
@@ -11,21 +12,36 @@ from __future__ import annotations
 
 import re
 
-# Families kept by name prefix; then the Serve families that describe Serve's own machinery dropped.
-KEEP_PREFIXES = ("ray_hub_", "hub_", "ray_serve_")
-DROP_PREFIXES = (
-    "ray_serve_controller_", "ray_serve_long_poll", "ray_serve_autoscaling", "ray_serve_routing_stats",
-    "ray_serve_record_autoscaling", "ray_serve_health_check", "ray_serve_proxy_status",
-    "ray_serve_deployment_replica_starts", "ray_serve_replica_startup", "ray_serve_replica_initialization",
-    "ray_serve_replica_reconfigure", "ray_serve_request_router_", "ray_serve_num_scheduling_tasks",
-    "ray_serve_multiplexed_", "ray_serve_registered_multiplexed", "ray_serve_event_loop", "ray_serve_asyncio",
+# The hub's families, and the Serve families that describe requests and replicas: traffic,
+# errors, latency, queues, health. Serve's router/controller/autoscaler internals stay out.
+KEEP_PREFIXES = (
+    "ray_hub_", "hub_",
+    "ray_serve_num_http", "ray_serve_http_", "ray_serve_num_ongoing_http", "ray_serve_num_grpc", "ray_serve_grpc_",
+    "ray_serve_deployment_request_counter", "ray_serve_deployment_error_counter",
+    "ray_serve_deployment_processing_latency_ms", "ray_serve_deployment_queued_queries",
+    "ray_serve_replica_processing_queries", "ray_serve_deployment_replica_healthy", "ray_serve_deployment_status",
+    "ray_serve_application_status", "ray_serve_replica_utilization_percent",
 )
+# Labels with one value for the whole scrape (one node's agent, one Ray session): ~200 bytes a line.
+CONSTANT_LABELS = ("SessionName", "Version", "NodeAddress", "otel_scope_name", "otel_scope_schema_url",
+                   "otel_scope_version")
+_LABEL = re.compile(r'(,?)\b(' + "|".join(CONSTANT_LABELS) + r')="(?:[^"\\]|\\.)*"')
 _SAMPLE_NAME = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)")
 _SUFFIXES = ("_bucket", "_sum", "_count", "_total", "_created")
 
 
 def keep_family(name: str) -> bool:
-    return name.startswith(KEEP_PREFIXES) and not name.startswith(DROP_PREFIXES)
+    return name.startswith(KEEP_PREFIXES)
+
+
+def drop_constant_labels(sample: str) -> str:
+    """`name{a="1",SessionName="s",b="2"} 3` -> `name{a="1",b="2"} 3`."""
+    if "{" not in sample:
+        return sample
+    head, _, rest = sample.partition("{")
+    labels, _, value = rest.rpartition("}")
+    kept = _LABEL.sub("", labels).lstrip(",")
+    return f"{head}{{{kept}}}{value}" if kept else f"{head}{value}"
 
 
 def _family(sample_name: str, families: set[str]) -> str:
@@ -51,5 +67,5 @@ def select_families(text: str) -> str:
             continue
         match = _SAMPLE_NAME.match(line)
         if match is None or keep_family(_family(match.group(1), families)):
-            out.append(line)
+            out.append(drop_constant_labels(line))
     return "\n".join(out) + "\n"
