@@ -88,7 +88,13 @@ def start(config_path: Path, *, host: str | None = None, port: int | None = None
         step(f"the registry is unreachable ({exc.message}); starting from locally cached models")
     from serving.auth import KeyRing
 
-    KeyRing.from_config(config.auth, config.auth_required, settings.api_keys)  # refuse to start unprotected
+    keys = KeyRing.from_config(config.auth, config.auth_required, settings.api_keys)  # refuse to start unprotected
+    if not keys.required:
+        exposed = not config.http.loopback or config.http.trusted_proxies
+        log.warning("%s\n  THE HUB RUNS WITHOUT API KEYS: every caller that reaches %s:%d can use every endpoint%s."
+                    "\n  Set auth.keys (hub keys new NAME) or HUB_API_KEYS, and auth.required: true.\n%s",
+                    "!" * 78, config.http.host, config.http.port,
+                    " - and it is NOT only loopback" if exposed else " (loopback only)", "!" * 78)
     runtime_env = {"env_vars": settings.env_for_workers()}
     address = address or settings.ray_address
     step(f"starting Ray ({'joining ' + address if address else 'local, on 127.0.0.1'})")
