@@ -133,7 +133,7 @@ def test_camera_added_twice_is_refused_and_remove_stops_it(detector, synth, tmp_
         while runner.stats("cam")["frames_analysed"] < 2:
             assert time.monotonic() < deadline
             time.sleep(0.1)
-        assert runner.stats("cam")["state"] == "live"
+        assert runner.stats("cam")["state"] in ("live", "over_capacity")  # over_capacity: live, rate lowered
         removed = runner.remove("cam")
         assert removed["state"] == "stopped"
         with pytest.raises(NotFound):

@@ -80,7 +80,7 @@ def test_cameras_events_sse_and_snapshot_through_the_hub(hub_server, shared_dir)
         assert snap.status_code == 200 and snap.content[:2] == b"\xff\xd8"
 
         lot = c.get("/v1/streams/e2e-overhead").json()
-        assert lot["state"] == "live" and lot["frames_analysed"] > 0, lot
+        assert lot["state"] in ("live", "over_capacity") and lot["frames_analysed"] > 0, lot
         assert lot["model"]["name"] == "yolov8n-coco"
         for camera_id in ("e2e-synth", "e2e-overhead"):
             assert c.delete(f"/v1/streams/{camera_id}").status_code == 200
