@@ -52,19 +52,21 @@ class FinetuneResult:
     epochs_run: int
 
 
-def prepare_ultralytics(config_dir: Path) -> None:
+def prepare_ultralytics() -> None:
     """Ultralytics offline: a local font for its plots (it downloads Arial.ttf otherwise) and no
-    third-party loggers (the hub logs to its own MLflow run)."""
+    third-party loggers (the hub logs to its own MLflow run). Both live in Ultralytics' own config
+    folder (`YOLO_CONFIG_DIR`, which `hub.settings` points under HUB_HOME)."""
     from gpu.compat import import_ultralytics
 
-    fonts = Path(config_dir) / "Ultralytics"
+    import_ultralytics()
+    from ultralytics.utils import SETTINGS, USER_CONFIG_DIR
+
+    fonts = Path(USER_CONFIG_DIR)
     fonts.mkdir(parents=True, exist_ok=True)
     source = next((f for f in FONT_CANDIDATES if f.is_file()), None)
     for name in ("Arial.ttf", "Arial.Unicode.ttf"):
         if source is not None and not (fonts / name).exists():
             shutil.copyfile(source, fonts / name)
-    import_ultralytics()
-    from ultralytics.utils import SETTINGS
 
     off = {k: False for k in INTEGRATIONS if SETTINGS.get(k) is not False and k in SETTINGS}
     if off:
@@ -88,15 +90,14 @@ def _epoch_logger(log_metrics: Callable[[dict[str, float], int], None], epochs: 
 
 
 def finetune(base_artifact: Path, data: DetectionData, work_dir: Path, params: FinetuneParams, *,
-             log_metrics: Callable[[dict[str, float], int], None], config_dir: Path,
-             base_ref: str = "") -> FinetuneResult:
+             log_metrics: Callable[[dict[str, float], int], None], base_ref: str = "") -> FinetuneResult:
     from PIL import Image
 
     from gpu.device import pick_device
     from models.detection.artifact import SAMPLE_FILE, DetectorSpec, prepare_artifact
     from models.detection.checkpoint import write_checkpoint
 
-    prepare_ultralytics(config_dir)
+    prepare_ultralytics()
     from ultralytics import YOLO
 
     work_dir = Path(work_dir)

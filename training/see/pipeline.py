@@ -97,8 +97,8 @@ def run_pipeline(data_path: Path, *, name: str, params: FinetuneParams = Finetun
                            "train_images": len(data.train), "val_images": len(data.val),
                            "classes": ",".join(data.names), "base": f"{base_model.name}/{base_model.version}",
                            "registered_model": name})
-        result = finetune(base_model.artifact_dir, data, work, params, config_dir=settings.home / "ultralytics",
-                          log_metrics=lambda m, step: mlflow.log_metrics(m, step=step), base_ref=base_ref)
+        result = finetune(base_model.artifact_dir, data, work, params, base_ref=base_ref,
+                          log_metrics=lambda m, step: mlflow.log_metrics(m, step=step))
         echo(f"trained {result.epochs_run} epoch(s) on {result.device} in {result.train_s:.1f} s "
              f"({result.train_s / max(result.epochs_run, 1):.1f} s/epoch)")
         challenger = evaluate_artifact(result.artifact_dir, data, plot_dir=work / "served-eval")
