@@ -104,6 +104,7 @@ class DynamicBatcher(Generic[T, R]):
         self._drain = True
         self._submitted = self._completed = self._failed = self._dropped = self._batches = 0
         self._dropped_by_key: Counter[str] = Counter()
+        self._item_s: float | None = None  # measured seconds per item of a batch (moving average)
         self._thread: threading.Thread | None = None
         if start:
             self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -158,7 +159,7 @@ class DynamicBatcher(Generic[T, R]):
     def _due(self, now: float) -> bool:
         if not self._queue:
             return False
-        if self._closing or len(self._queue) >= self.policy.max_batch_size:
+        if self._closing or len(self._queue) >= self._batch_cap():
             return True
         return now - self._queue[0].enqueued_s >= self.policy.max_wait_s
 
@@ -182,8 +183,15 @@ class DynamicBatcher(Generic[T, R]):
             pending.future.set_exception(Dropped(f"{self._name}: item of {pending.key!r} waited longer than "
                                                  f"{self.policy.max_age_ms:g} ms; dropped"))
 
+    def _batch_cap(self) -> int:
+        """`max_batch_size`, or fewer when `max_batch_ms` / the measured time per item says so."""
+        budget_s = self.policy.max_batch_s
+        if budget_s is None or not self._item_s:
+            return self.policy.max_batch_size
+        return max(1, min(self.policy.max_batch_size, int(budget_s / self._item_s)))
+
     def _take(self) -> list[_Pending]:
-        n = min(len(self._queue), self.policy.max_batch_size)
+        n = min(len(self._queue), self._batch_cap())
         batch = [self._queue.popleft() for _ in range(n)]
         for pending in batch:
             self._per_key[pending.key] -= 1
@@ -224,8 +232,12 @@ class DynamicBatcher(Generic[T, R]):
                 self._execute(batch)
 
     def _execute(self, batch: list[_Pending]) -> None:
+        started_s = self._clock()
         try:
             results = self._fn([p.item for p in batch])
+            item_s = (self._clock() - started_s) / len(batch)
+            with self._cond:  # slow to forget a fast batch, quick to learn a slow one: latency first
+                self._item_s = item_s if self._item_s is None else max(item_s, 0.8 * self._item_s + 0.2 * item_s)
             if len(results) != len(batch):
                 raise HubError(f"{self._name}: batch function returned {len(results)} results for {len(batch)} items")
         except BaseException as exc:  # noqa: BLE001  (the error belongs to every caller of the batch)

@@ -35,6 +35,7 @@ class BatchPolicy:
     max_queue_per_key: int | None = None
     drop: DropPolicy = "oldest"
     max_age_ms: float | None = None  # an item waiting longer leaves unrun as a drop (None: no limit)
+    max_batch_ms: float | None = None  # cut batches to what should run this long, by the measured time per item
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1:
@@ -45,6 +46,8 @@ class BatchPolicy:
             raise ValueError(f"max_queue must be >= 1, got {self.max_queue}")
         if self.max_queue_per_key is not None and self.max_queue_per_key < 1:
             raise ValueError(f"max_queue_per_key must be >= 1 or None, got {self.max_queue_per_key}")
+        if self.max_batch_ms is not None and self.max_batch_ms <= 0:
+            raise ValueError(f"max_batch_ms must be > 0 or None, got {self.max_batch_ms}")
         if self.max_age_ms is not None and self.max_age_ms <= 0:
             raise ValueError(f"max_age_ms must be > 0 or None, got {self.max_age_ms}")
         if self.drop not in ("oldest", "newest"):
@@ -53,6 +56,10 @@ class BatchPolicy:
     @property
     def max_wait_s(self) -> float:
         return self.max_wait_ms / 1000.0
+
+    @property
+    def max_batch_s(self) -> float | None:
+        return None if self.max_batch_ms is None else self.max_batch_ms / 1000.0
 
     @property
     def max_age_s(self) -> float | None:

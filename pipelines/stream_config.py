@@ -195,6 +195,7 @@ class BatchSpec(_Wire):
     max_queue: int = Field(512, ge=1)
     inflight_per_camera: int = Field(2, ge=1, le=8)  # frames of one camera in the batcher at once
     max_age_ms: float | None = Field(2000.0, gt=0)  # a frame waiting longer is dropped: latency stays bounded
+    max_batch_ms: float | None = Field(1000.0, gt=0)  # batches cut to about this long (a slow CPU runs smaller ones)
 
 
 class OutboundSpec(_Wire):

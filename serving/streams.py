@@ -129,7 +129,7 @@ class StreamManagerCore:
                 b = self.config.batch
                 policy = BatchPolicy(max_batch_size=b.max_batch_size, max_wait_ms=b.max_wait_ms,
                                      max_queue=b.max_queue, max_queue_per_key=b.inflight_per_camera, drop="oldest",
-                                     max_age_ms=b.max_age_ms)
+                                     max_age_ms=b.max_age_ms, max_batch_ms=b.max_batch_ms)
                 self._batchers[ref] = DynamicBatcher(detect_fn(detector), policy, name=f"streams:{ref}")
                 self._followers[ref] = detector
             return self._batchers[ref]

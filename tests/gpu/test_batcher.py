@@ -192,7 +192,7 @@ def test_threaded_many_producers_all_answered_and_drained_on_close():
 @pytest.mark.parametrize(
     "kwargs",
     [{"max_batch_size": 0}, {"max_wait_ms": -1}, {"max_queue": 0}, {"max_queue_per_key": 0}, {"drop": "random"},
-     {"max_age_ms": 0}],
+     {"max_age_ms": 0}, {"max_batch_ms": 0}],
 )
 def test_policy_rejects_nonsense(kwargs):
     with pytest.raises(ValueError):
@@ -219,3 +219,31 @@ def test_items_older_than_max_age_leave_unrun_as_drops(max_age_ms, subs, poll_at
     assert fn.batches == batches
     assert sorted(v for v, f in futures.items() if isinstance(f.exception(timeout=0), Dropped)) == dropped
     assert batcher.stats().dropped == len(dropped) and batcher.stats().queued == 0
+
+
+# (max_batch_ms, ms each item takes, batch sizes the backlog of 10 items is run in)
+BATCH_TIME_CASES = [
+    (None, 100.0, [4, 4, 2]),  # no budget: max_batch_size
+    (250.0, 100.0, [4, 2, 2, 2]),  # first batch measures 100 ms/item: then 2 per batch (200 <= 250 ms)
+    (50.0, 100.0, [4, 1, 1, 1, 1, 1, 1]),  # slower than the budget: one at a time, never none
+    (1000.0, 1.0, [4, 4, 2]),  # a fast device: the budget never binds
+]
+
+
+@pytest.mark.parametrize("max_batch_ms,item_ms,sizes", BATCH_TIME_CASES)
+def test_max_batch_ms_cuts_batches_by_the_measured_time_per_item(max_batch_ms, item_ms, sizes):
+    clock = FakeClock()
+    seen: list[int] = []
+
+    def slow(items: list) -> list:
+        seen.append(len(items))
+        clock.advance(item_ms * len(items))
+        return items
+
+    batcher = DynamicBatcher(slow, BatchPolicy(max_batch_size=4, max_wait_ms=0, max_batch_ms=max_batch_ms),
+                             clock=clock, start=False)
+    futures = [batcher.submit("cam", i) for i in range(10)]
+    while batcher.poll():
+        pass
+    assert seen == sizes
+    assert [f.result(timeout=0) for f in futures] == list(range(10))
