@@ -18,10 +18,13 @@ import urllib.request
 from typing import Any
 
 from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from ray import serve
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.base import BaseHTTPMiddleware
 
+from hub.contract import invalid_input
 from hub.errors import HubError, InferenceTimeout, InvalidInput, NotFound, Overloaded, PayloadTooLarge
 from hub.settings import get_settings
 from serving.admission import AdmissionBoard, RouteDeadline, client_timeout_s, route_deadline
@@ -67,6 +70,20 @@ def unwrap_remote(exc: BaseException) -> BaseException:
 @app.exception_handler(HubError)
 async def _hub_error(request: Request, exc: HubError) -> JSONResponse:
     return error_response(exc)
+
+
+@app.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    # Starlette's own answers (unknown path, wrong method) in the hub's error shape, not {"detail": ...}
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return JSONResponse(status_code=exc.status_code, headers=getattr(exc, "headers", None),
+                        content={"error": {"code": code, "message": str(exc.detail)}})
+
+
+@app.exception_handler(RequestValidationError)
+async def _request_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    # a query or path parameter of the wrong type: 400 naming it, like every other validation error
+    return error_response(invalid_input(exc))
 
 
 @app.exception_handler(Exception)

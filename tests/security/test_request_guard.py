@@ -131,3 +131,18 @@ def test_review_forms_keep_urlencoded_but_not_cross_site():
     assert status == 403
     raw_image = {"host": "127.0.0.1:8000", "content-type": "image/jpeg", "content-length": "100"}
     assert check_request("POST", "/v1/see", raw_image, GuardSettings()) is None
+
+
+FRAMEWORK_ERRORS = [
+    ("GET", "/no/such/route", 404, "not_found"),
+    ("PUT", "/v1/streams", 405, "method_not_allowed"),
+    ("GET", "/v1/events?limit=abc", 400, "invalid_input"),
+]
+
+
+@pytest.mark.parametrize("method,path,status,code", FRAMEWORK_ERRORS, ids=[f"{m} {p}" for m, p, _, _ in FRAMEWORK_ERRORS])
+def test_framework_errors_use_the_hub_error_shape(hub_url, method, path, status, code):
+    """Found by the fuzz suite: FastAPI's own 404/405/422 answered {"detail": ...}."""
+    reply = httpx.request(method, f"{hub_url}{path}", headers={"content-type": "application/json"}, timeout=30)
+    assert reply.status_code == status
+    assert reply.json()["error"]["code"] == code
