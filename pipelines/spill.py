@@ -79,16 +79,17 @@ class SpillingRecorder:
     def record(self, event: Event, image_rgb: np.ndarray | None = None, webhooks: Sequence[str] = (),
                end_reason: str | None = None) -> StoredEvent | None:
         """Store the event now, or spill it; returns the stored view, or None when it was spilled."""
+        # Encoded outside the lock: cameras draw their snapshots in parallel, only writes queue up.
+        jpeg = encode_snapshot(event, image_rgb) if image_rgb is not None and event.phase == "started" else None
         with self._lock:
             if not self._spill:
                 try:
-                    stored = self.store.record(event, image_rgb, webhooks=webhooks, end_reason=end_reason)
+                    stored = self.store.record(event, webhooks=webhooks, snapshot_jpeg=jpeg, end_reason=end_reason)
                 except STORAGE_ERRORS as exc:
                     self._fail(exc)
                 else:
                     self._notify(stored)
                     return stored
-            jpeg = encode_snapshot(event, image_rgb) if image_rgb is not None and event.phase == "started" else None
             self._push(_Spilled(event, jpeg, tuple(webhooks), end_reason, time.time()))
         self._ensure_thread()
         return None
