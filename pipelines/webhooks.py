@@ -326,7 +326,11 @@ class _ReceiverThread:
                 if wait_s > 0:
                     self._wait(min(wait_s, policy.poll_s))
                     continue
-                sender.attempt(client, head)
+                try:
+                    sender.attempt(client, head)
+                except Exception:  # the store closed under a slow attempt at shutdown: it stays queued
+                    if not sender._stop.is_set():
+                        log.exception("webhook attempt to %s failed to record", redact_url(self.url))
 
     def _wait(self, seconds: float) -> None:
         self.wake.wait(seconds)
