@@ -71,6 +71,7 @@ class LevelResult:
     retry_after: Counter = field(default_factory=Counter)
     mean_batch: float | None = None
     drain_s: float | None = None
+    stage_ms: dict = field(default_factory=dict)
 
     @property
     def ok_per_s(self) -> float:
@@ -172,6 +173,36 @@ def batch_totals(url: str, headers: dict, capability: str) -> tuple[float, float
     return items, previous
 
 
+_STAGE_RE = re.compile(r'^ray_hub_stage_(time_ms_total|ms_count)\{([^}]*)\}\s+([0-9.eE+-]+)', re.M)
+_STAGE_TAG = re.compile(r'stage="([^"]+)"')
+STAGES = ("body", "handle", "parse", "queue", "batch", "serialise")
+
+
+def stage_totals(url: str, headers: dict, capability: str) -> dict[str, tuple[float, float]]:
+    """stage -> (total ms, count) from the hub's stage metrics (empty for a hub without them)."""
+    try:
+        text = httpx.get(f"{url}/metrics", headers=headers, timeout=30).text
+    except httpx.HTTPError:
+        return {}
+    out: dict[str, list[float]] = {}
+    for kind, labels, value in _STAGE_RE.findall(text):
+        stage = _STAGE_TAG.search(labels)
+        if f'capability="{capability}"' not in labels or not stage:
+            continue
+        slot = out.setdefault(stage.group(1), [0.0, 0.0])
+        slot[0 if kind == "time_ms_total" else 1] += float(value)
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def stage_means(before: dict, after: dict) -> dict[str, float]:
+    means = {}
+    for stage, (total, count) in after.items():
+        total0, count0 = before.get(stage, (0.0, 0.0))
+        if count > count0:
+            means[stage] = (total - total0) / (count - count0)
+    return means
+
+
 def fmt_s(value: float | None) -> str:
     if value is None:
         return "-"
@@ -190,6 +221,14 @@ def print_table(capability: str, results: list[LevelResult], label: str) -> None
         print(f"| {r.concurrency} | {r.ok_per_s:.2f} | {fmt_s(pct(r.ok_latencies_s, 0.5))} | "
               f"{fmt_s(pct(r.ok_latencies_s, 0.99))} | {answers} | {fmt_s(pct(r.refused_latencies_s, 0.99))} | "
               f"{batch} | {fmt_s(r.drain_s)} |")
+    if any(r.stage_ms for r in results):
+        print(f"\nmean time per request in each stage, ms ({capability}; body/handle at the ingress, "
+              "the rest in the replica; batch = decode + inference of the whole batch)\n")
+        print("| concurrency | " + " | ".join(STAGES) + " |")
+        print("|---" * (len(STAGES) + 1) + "|")
+        for r in results:
+            print(f"| {r.concurrency} | " + " | ".join(f"{r.stage_ms[s]:.0f}" if s in r.stage_ms else "-"
+                                                    for s in STAGES) + " |")
     base = next((r for r in results if r.concurrency == 1), None)
     if base and base.ok_per_s > 0:
         gains = ", ".join(f"{r.concurrency} vs 1: {r.ok_per_s / base.ok_per_s:.2f}×" for r in results
@@ -206,12 +245,14 @@ async def measure(args, capability: str, url: str, headers: dict) -> list[LevelR
     await run_level(url, capability, body, 2, args.warmup_s, headers, args.client_timeout_s)
     for level in args.levels:
         before = batch_totals(url, headers, capability)
+        stages_before = stage_totals(url, headers, capability)
         result = await run_level(url, capability, body, level, args.duration_s, headers, args.client_timeout_s)
         if args.recovery and normal_s is not None and level > 1:
             result.drain_s = await recovery_s(url, capability, body, headers, normal_s)
         else:
             await asyncio.sleep(1.0)  # metrics are exported about once a second
         after = batch_totals(url, headers, capability)
+        result.stage_ms = stage_means(stages_before, stage_totals(url, headers, capability))
         if before and after and after[1] > before[1]:
             result.mean_batch = (after[0] - before[0]) / (after[1] - before[1])
         if level == 1:
@@ -222,15 +263,19 @@ async def measure(args, capability: str, url: str, headers: dict) -> list[LevelR
 
 
 def huge_jpeg(megapixels: float) -> bytes:
-    """A noisy photo-sized JPEG of `megapixels` (noise keeps the file large, like a real photo)."""
+    """A photo-sized JPEG of `megapixels`: smooth gradients with a little noise, so that it stays
+    under the hub's body limit (20 MiB) like a real 49 MP camera photo (~10-15 MiB) does."""
     import io
 
     import numpy as np
     from PIL import Image
 
     side = int((megapixels * 1e6) ** 0.5)
-    tile = np.random.default_rng(0).integers(0, 255, (512, 512, 3), dtype=np.uint8)
-    rgb = np.tile(tile, (side // 512 + 1, side // 512 + 1, 1))[:side, :side]
+    ramp = np.linspace(0, 255, side, dtype=np.float32)
+    rgb = np.stack([np.add.outer(ramp, ramp) / 2, np.add.outer(ramp, 255 - ramp) / 2,
+                    np.add.outer(255 - ramp, ramp) / 2], axis=-1)
+    rgb += np.random.default_rng(0).normal(0, 4, (1, side, 1)).astype(np.float32)
+    rgb = np.clip(rgb, 0, 255).astype(np.uint8)
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, format="JPEG", quality=80)
     return buf.getvalue()

@@ -3,8 +3,9 @@
 
 - `hub_requests{capability,status}`, `hub_request_latency_ms` — inside the capability replica
 - `hub_batch_size`, `hub_batch_items` / `hub_batches` (exact totals: mean batch = items / batches)
-- `hub_stage_ms{capability,stage}` — parse, queue, batch (decode + inference), serialise in the
-  replica; body, handle (the call to the replica, Ray hops included) at the ingress
+- `hub_stage_ms{capability,stage}` (+ `hub_stage_time_ms`, its exact sum) — parse, queue, batch
+  (decode + inference), serialise in the replica; body, handle (the call to the replica, Ray hops
+  included) at the ingress
 - `hub_queue_length{capability}` — requests waiting for a batch in the replica
 - `hub_admission{capability,outcome}` — admitted / refused / timed_out at the ingress
 - `hub_in_flight{capability}` — requests the ingress has in flight to the capability
@@ -20,10 +21,24 @@ _LATENCY_MS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 3000
 _BATCH = [0.5, 1.5, 2.5, 4.5, 8.5, 16.5, 32.5, 64.5, 128.5, 256.5]
 
 
-def _stage_histogram() -> metrics.Histogram:
-    return metrics.Histogram(
-        "hub_stage_ms", description="Time a request spends in each stage (ms)", boundaries=_LATENCY_MS,
-        tag_keys=("capability", "stage"))
+class _StageTimes:
+    """`hub_stage_ms` histogram (distribution, exact count) + `hub_stage_time_ms` counter (exact sum:
+    Ray exports histogram sums as bucket midpoints)."""
+
+    def __init__(self) -> None:
+        self.histogram = metrics.Histogram(
+            "hub_stage_ms", description="Time a request spends in each stage (ms)", boundaries=_LATENCY_MS,
+            tag_keys=("capability", "stage"))
+        self.total = metrics.Counter(
+            "hub_stage_time_ms", description="Total time spent in each stage (ms)", tag_keys=("capability", "stage"))
+
+    def observe(self, ms: float, tags: dict) -> None:
+        self.histogram.observe(ms, tags=tags)
+        self.total.inc(ms, tags=tags)
+
+
+def _stage_histogram() -> _StageTimes:
+    return _StageTimes()
 
 
 class CapabilityMetrics:
