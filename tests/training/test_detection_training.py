@@ -196,3 +196,18 @@ def test_train_registers_and_a_worse_finetune_does_not_move_champion(hub_home, c
     printed = _cli("eval", "see", "--data", str(tiny.yaml_path), "--model", "models:/tiny-cars/1")
     assert "tiny-cars v1" in printed and all(k in printed for k in ("mAP50 ", "mAP50-95 ", "precision ", "recall "))
     assert f"mAP50-95 {map_of(champion):.4f}" in printed  # the gate scored what eval scores
+
+
+def test_reviewed_events_export_then_train(hub_home, coco_artifact, cars, tmp_path):
+    """Must-show 4: events on real frames, reviewed, exported as YOLO, then `hub train see` on it."""
+    from tests.pipelines.test_review import _fetch, _reviewed_store
+    from training.see.reviewed import export_yolo
+
+    _register_coco(coco_artifact)
+    book = _reviewed_store(tmp_path, cars.train[:8], cars, ["confirm"] * 6 + ["reject"] * 2)
+    summary = export_yolo(book.list_events(state="reviewed"), _fetch(book.store), tmp_path / "reviewed")
+    assert summary.relabel == 2
+    out = _cli("train", "see", "--data", str(tmp_path / "reviewed" / "data.yaml"), "--model", "reviewed-cars",
+               "--epochs", "1", "--imgsz", str(TINY_IMGSZ), "--batch", "4")
+    assert "registered: models:/reviewed-cars/1 (@champion)" in out
+    assert f"({summary.train} train / {summary.val} val images" in out
