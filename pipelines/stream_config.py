@@ -18,10 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from hub.errors import InvalidInput
 from hub.outbound import OutboundPolicy, check_ffmpeg_options
 from hub.yamlconfig import read_yaml_mapping
+from pipelines.calibration import Calibration, CalibrationSpec
 from pipelines.capacity import CapacityPolicy
 from pipelines.decode import DecodeOptions
 from pipelines.retention import RetentionSpec
 from pipelines.rules import ParkingRule, Rule, SpillRule, StaticChange, wanted_classes
+from pipelines.rules.presets import PARKING_PRESETS, resolve_parking
 from pipelines.sources import SourceConfig
 from pipelines.track import TrackerConfig
 from pipelines.zones import VEHICLE_CLASSES, ClassMapping, Zone
@@ -40,12 +42,36 @@ class ZoneSpec(_Wire):
 
 
 class ParkingSpec(_Wire):
+    """`preset` (`highway-stop`, `urban-no-parking`; see pipelines/rules/presets.py) fills the fields
+    not given. `method: stop` judges by filtered road-plane speed (km/h with the camera's
+    `calibration`), `dwell` by pixel motion (`max_motion_px`); `min_dwell_s` is the zone's limit."""
+
     kind: Literal["illegal_parking"] = "illegal_parking"
     zone_id: str
+    preset: Literal[tuple(PARKING_PRESETS)] | None = None  # type: ignore[valid-type]
+    method: Literal["dwell", "stop"] = "dwell"
     min_dwell_s: float = Field(180.0, gt=0)
     max_motion_px: float = Field(20.0, gt=0)
+    max_speed_kmh: float = Field(10.0, gt=0, le=60)
+    min_stopped_s: float = Field(2.0, gt=0, le=3600)
+    resume_s: float = Field(1.0, ge=0, le=600)
+    resume_speed_kmh: float | None = Field(None, gt=0, le=120)  # None: 2 x max_speed_kmh
+    reassociate_m: float = Field(4.0, gt=0, le=50)
     exit_grace_s: float = Field(5.0, ge=0)
     classes: list[str] = sorted(VEHICLE_CLASSES)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data):
+        # Resolved here, not at plan time: the stored spec (cameras.json) then carries the values.
+        if isinstance(data, dict) and data.get("preset") is not None:
+            return resolve_parking(data["preset"], data)
+        return data
+
+    def rule(self, zone: Zone, calibration: Calibration | None) -> ParkingRule:
+        values = {k: getattr(self, k) for k in ParkingSpec.model_fields if k not in ("kind", "zone_id", "preset")}
+        values["classes"] = frozenset(self.classes)
+        return ParkingRule(zone=zone, calibration=calibration, **values)
 
 
 class SpillSpec(_Wire):
@@ -110,6 +136,7 @@ class CameraSpec(_Wire):
     tracker: TrackerSpec = TrackerSpec()
     zones: list[ZoneSpec] = []
     rules: list[RuleSpec] = []
+    calibration: CalibrationSpec | None = None  # image -> road plane: rules then measure metres and km/h
     webhooks: list[str | WebhookSpec] = Field([], max_length=16)
     max_failures: int | None = Field(None, ge=1)  # None: the streams config's `max_failures`
     options: dict[str, str] = Field({}, max_length=16)  # FFmpeg options from an allow-list, e.g. {"rtsp_transport": "udp"}
@@ -151,11 +178,11 @@ class CameraSpec(_Wire):
 
     def plan(self) -> CameraPlan:
         zones = {z.zone_id: Zone(z.zone_id, z.points, normalized=z.normalized) for z in self.zones}
+        calibration = self.calibration.build() if self.calibration is not None else None
         rules: list[Rule] = []
         for r in self.rules:
             if isinstance(r, ParkingSpec):
-                rules.append(ParkingRule(zone=zones[r.zone_id], min_dwell_s=r.min_dwell_s, max_motion_px=r.max_motion_px,
-                                         exit_grace_s=r.exit_grace_s, classes=frozenset(r.classes)))
+                rules.append(r.rule(zones[r.zone_id], calibration))
             else:
                 static = StaticChange(enabled=r.static_change, interval_s=r.static_interval_s,
                                       diff_threshold=r.diff_threshold,

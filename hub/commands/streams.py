@@ -3,6 +3,7 @@
     hub streams add cam17 rtsp://10.0.0.17/s1 --zone kerb:0,0.7,1,0.7,1,1,0,1 --parking kerb:180
     hub streams add lot "{shared_dir}/data/video/parking-lot-overhead.mp4" --loop --spec lot.yaml
     hub streams list
+    hub streams calibrate cam17.yaml snapshot.jpg --out grid.jpg   # check a calibration by eye
     hub events tail --camera cam17          # Server-Sent Events, one JSON line per event
 """
 
@@ -137,6 +138,34 @@ def remove(camera_id: str, url: str = URL, api_key: str = API_KEY) -> None:
     """Stop analysing a camera."""
     _request("DELETE", url, api_key, f"/v1/streams/{camera_id}")
     typer.echo(f"removed {camera_id}")
+
+
+@streams.command("calibrate")
+def calibrate(
+    spec: Path = typer.Argument(..., help="camera config (YAML/JSON) with `calibration`, or a streams config"),
+    snapshot: Path = typer.Argument(..., help="a frame of that camera: an image, or a video (its first frame)"),
+    out: Path = typer.Option(Path("calibration-grid.jpg"), "--out", help="where to write the overlay"),
+    camera: str = typer.Option(None, help="camera_id, when SPEC is a streams config with several cameras"),
+    spacing_m: float = typer.Option(5.0, "--spacing-m", help="grid spacing on the road, metres"),
+) -> None:
+    """Draw the camera's calibrated road grid on a snapshot: squares should look square on the road
+    and lines should follow the lane markings (works offline, no hub needed)."""
+    import cv2
+    import yaml
+
+    from hub.errors import HubError
+    from pipelines.calibration import camera_calibration, draw_grid, read_snapshot
+
+    try:
+        cal = camera_calibration(yaml.safe_load(spec.read_text()) or {}, camera)
+        overlay = draw_grid(read_snapshot(str(snapshot)), cal, spacing_m=spacing_m)
+    except HubError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
+    if not cv2.imwrite(str(out), overlay):
+        typer.echo(f"error: cannot write {out}", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"wrote {out}")
 
 
 @events.command("list")

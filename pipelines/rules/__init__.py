@@ -16,14 +16,15 @@ import numpy as np
 from pipelines.rules import parking, spill
 from pipelines.rules.base import DwellParams, DwellState, Event, update_dwell
 from pipelines.rules.parking import ParkingRule
-from pipelines.rules.spill import SpillRule, StaticChange
+from pipelines.rules.spill import SpillRule, SpillState, StaticChange
+from pipelines.rules.stop import StopParams, StopState, active_stop_alarms, update_stop
 from pipelines.track import Tracked
 
 Rule = ParkingRule | SpillRule
 
 __all__ = [
-    "DwellParams", "DwellState", "Event", "ParkingRule", "Rule", "SpillRule", "StaticChange",
-    "new_state", "update", "update_dwell", "wanted_classes",
+    "DwellParams", "DwellState", "Event", "ParkingRule", "Rule", "SpillRule", "StaticChange", "StopParams",
+    "StopState", "active_alarms", "new_state", "update", "update_dwell", "update_stop", "wanted_classes",
 ]
 
 
@@ -47,3 +48,13 @@ def wanted_classes(rules: list[Rule]) -> frozenset[str]:
         if isinstance(rule, SpillRule) and rule.static.enabled:
             out |= rule.static.exclude_classes
     return frozenset(out)
+
+
+def active_alarms(state: Any) -> list[tuple[str, tuple[float, float, float, float]]]:
+    """(event_id, box) of every fired episode whose object is seen in the latest frame: what an
+    overlay draws in red, and what a benchmark scores frame by frame."""
+    if isinstance(state, StopState):
+        return active_stop_alarms(state)
+    dwell = state.dwell if isinstance(state, SpillState) else state
+    return [(ep.event_id, ep.bbox) for ep in dwell.episodes.values()
+            if ep.event_id and ep.last_seen_ts == dwell.last_ts]

@@ -1,0 +1,43 @@
+"""Named settings of the `illegal_parking` rule, each threshold chosen for what it means on a real
+road. A camera config names one with `preset:` and may still override single fields.
+
+`highway-stop` — any stop in a running lane or on the hard shoulder of a motorway (seconds):
+- `max_speed_kmh: 10` — under walking-to-jogging pace. Free-flowing motorway traffic runs at
+  60-120 km/h; a vehicle filtered below 10 km/h is halting, not driving.
+- `min_stopped_s: 2` — two seconds under that speed: a vehicle braking hard (3 m/s^2) from
+  10 km/h stands within one second, and the filter needs about one more to be sure far away.
+- `min_dwell_s: 2` (the zone's limit) — no stop is allowed, so the alarm fires once the stop is
+  certain; the event is dated from the moment the vehicle stopped.
+- `resume_s: 1` — driving for a second clearly faster than a stop (over 2 x 10 km/h, so that a
+  creeping or jittering stopped vehicle does not flicker) ends it.
+- `exit_grace_s: 10` — in heavy traffic, lorries passing in front hide a stopped car for several
+  seconds (up to ~6 s on RoadTrack); seen again (under any track id) within 10 s, it is the same stop.
+
+`urban-no-parking` — a no-parking / no-waiting street zone (minutes):
+- `min_dwell_s: 180` — longer than a full signal cycle (60-150 s in most cities), so a queue at a
+  red light never fires, and about the "brief stop to drop off" most city rules tolerate.
+- `max_speed_kmh: 5` — walking pace: a parked car filters to ~0 km/h, a queue creeping forward
+  moves faster than this most of the time.
+- `min_stopped_s: 5`, `resume_s: 3`, `exit_grace_s: 15` — buses and pedestrians occlude kerbside
+  cars for many seconds; a short shuffle forward is not leaving.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PARKING_PRESETS: dict[str, dict[str, Any]] = {
+    "highway-stop": {"method": "stop", "min_dwell_s": 2.0, "max_speed_kmh": 10.0, "min_stopped_s": 2.0,
+                     "resume_s": 1.0, "exit_grace_s": 10.0, "reassociate_m": 4.0},
+    "urban-no-parking": {"method": "stop", "min_dwell_s": 180.0, "max_speed_kmh": 5.0, "min_stopped_s": 5.0,
+                         "resume_s": 3.0, "exit_grace_s": 15.0, "reassociate_m": 3.0},
+}
+
+
+def resolve_parking(preset: str | None, given: dict[str, Any]) -> dict[str, Any]:
+    """The rule's fields: the preset's values, overridden by those the config gave explicitly."""
+    if preset is None:
+        return dict(given)
+    if preset not in PARKING_PRESETS:
+        raise ValueError(f"unknown parking preset {preset!r}; known: {sorted(PARKING_PRESETS)}")
+    return {**PARKING_PRESETS[preset], **given}

@@ -1,0 +1,127 @@
+"""Table-driven tests of the speed-based stop detector (`method: stop`) on a synthetic calibrated
+road camera (tests/pipelines/synth_road.py): the cases the pixel dwell rule got wrong on RoadTrack."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines import rules
+from pipelines.rules import ParkingRule
+from pipelines.rules.presets import PARKING_PRESETS
+from pipelines.stream_config import CameraSpec
+from pipelines.zones import Zone
+from tests.pipelines import synth_road as sr
+from tests.pipelines.synth_road import Path, cross, cruise, drive_then_stop, one_id, parked
+
+ROAD = Zone("road", [(0, 290), (sr.W, 290), (sr.W, sr.H), (0, sr.H)])
+HIGHWAY = {k: v for k, v in PARKING_PRESETS["highway-stop"].items()}
+KMH = 1 / 3.6
+
+
+def highway(calibrated: bool = True, **over) -> ParkingRule:
+    return ParkingRule(zone=ROAD, calibration=sr.CALIBRATION if calibrated else None, **{**HIGHWAY, **over})
+
+
+def run(rule: ParkingRule, paths: list[Path], t_end: float, jitter_frac: float = 0.03, seed: int = 0):
+    state = rules.new_state(rule, "cam-road")
+    events, alarm_frames = [], 0
+    for t, tracked in sr.frames(paths, t_end, jitter_frac=jitter_frac, seed=seed):
+        events.extend(rules.update(rule, state, tracked, t))
+        alarm_frames += bool(rules.active_alarms(state))
+    return events, alarm_frames, state
+
+
+def split_ids(first: int, every_s: float):
+    """A far vehicle the tracker loses and re-finds under a new id every `every_s` seconds."""
+    return lambda t: first + int(t // every_s)
+
+
+# (case, rule, paths, t_end, box jitter, expected stop onsets (s; one per started event), )
+CASES = [
+    ("far vehicle crawling at 15 km/h in a jam moves < 20 px in 20 s: not a stop",
+     highway(), [Path(0.0, 20.0, cruise(-1.75, 140.0, 15 * KMH), one_id(1))], 20.0, 0.03, []),
+    ("far vehicle that brakes and stands 150 m out fires, dated from the stop",
+     highway(), [Path(0.0, 30.0, drive_then_stop(-1.75, 100.0, 80 * KMH, stop_at_s=8.0), one_id(1))], 30.0, 0.03,
+     [8.0]),
+    ("near parked vehicle whose box jitters by 10 % (+-8 px) fires",
+     highway(), [Path(1.0, 20.0, parked(3.5, 14.0), one_id(1))], 20.0, 0.10, [1.0]),
+    ("near parked vehicle, no calibration: box-size-normalised speed still fires",
+     highway(calibrated=False), [Path(1.0, 20.0, parked(3.5, 14.0), one_id(1))], 20.0, 0.10, [1.0]),
+    ("near car driving away at 60 km/h does not fire",
+     highway(), [Path(0.0, 8.0, cruise(1.75, 13.0, 60 * KMH), one_id(1))], 8.0, 0.03, []),
+    ("car crossing the view at 20 km/h, no calibration: box-size-normalised speed does not fire",
+     highway(calibrated=False), [Path(0.0, 4.0, cross(30.0, -10.0, 20 * KMH), one_id(1))], 4.0, 0.03, []),
+    ("two vehicles stopped side by side, 2.5 m apart: two episodes",
+     highway(), [Path(1.0, 25.0, parked(-1.5, 60.0), one_id(1)), Path(3.0, 25.0, parked(1.0, 60.0), one_id(2))],
+     25.0, 0.03, [1.0, 3.0]),
+    ("a stop split into four track ids with gaps is one episode from the first stop",
+     highway(), [Path(0.0, 30.0, drive_then_stop(1.75, 90.0, 60 * KMH, stop_at_s=6.0), split_ids(1, 7.0),
+                      gaps=((7.0, 7.6), (14.0, 14.4), (21.0, 21.8)))], 30.0, 0.03, [6.0]),
+    ("a stop of 1.2 s (shorter than min_stopped_s) does not fire",
+     highway(), [Path(0.0, 5.0, drive_then_stop(1.75, 40.0, 30 * KMH, stop_at_s=4.0), one_id(1)),
+                 Path(5.2, 12.0, cruise(1.75, 40.0 + 30 * KMH * 4.0 - 0.5 * (30 * KMH) ** 2 / 3.0, 8.0, 5.2),
+                      one_id(1))], 12.0, 0.03, []),
+    ("urban preset: a 60 s wait at a red light is shorter than the 180 s limit",
+     ParkingRule(zone=ROAD, calibration=sr.CALIBRATION, **PARKING_PRESETS["urban-no-parking"]),
+     [Path(0.0, 70.0, parked(3.5, 25.0), one_id(1))], 70.0, 0.03, []),
+    ("urban preset: standing 200 s fires once, at the 180 s limit",
+     ParkingRule(zone=ROAD, calibration=sr.CALIBRATION, **PARKING_PRESETS["urban-no-parking"]),
+     [Path(0.0, 200.0, parked(3.5, 25.0), one_id(1))], 200.0, 0.03, [0.0]),
+]
+
+
+@pytest.mark.parametrize("case,rule,paths,t_end,jitter,onsets", CASES, ids=[c[0] for c in CASES])
+def test_stop_detector(case, rule, paths, t_end, jitter, onsets):
+    events, alarm_frames, state = run(rule, paths, t_end, jitter_frac=jitter)
+    started = sorted((e for e in events if e.phase == "started"), key=lambda e: e.started_ts)
+    assert len(started) == len(onsets), [(e.phase, e.track_id, e.started_ts, e.fired_ts) for e in events]
+    for e, onset in zip(started, onsets, strict=True):
+        # The filter needs a moment to see the vehicle stand still (more far away): the episode is
+        # dated within 1.5 s of the real stop, and fires once the stop has lasted the zone's limit.
+        assert onset - 0.2 <= e.started_ts <= onset + 1.5, e
+        assert e.fired_ts - e.started_ts == pytest.approx(max(rule.min_dwell_s, rule.min_stopped_s), abs=0.15)
+        assert e.rule == "illegal_parking" and e.zone_id == "road"
+    if onsets and len(started) == 1:
+        # Once fired, the alarm is on in (nearly) every frame the vehicle is seen, whatever its id.
+        visible_after = (t_end - started[0].fired_ts) * sr.FPS - sum(
+            (b - a) * sr.FPS for p in paths for a, b in p.gaps if a >= started[0].fired_ts)
+        assert alarm_frames >= 0.9 * visible_after
+    assert len(state) <= 2 * len(paths) + 2  # only live stops are kept
+
+
+def test_stop_ends_when_the_vehicle_drives_on_and_state_stays_bounded():
+    paths = [Path(0.0, 40.0, lambda t: (1.75, 30.0) if t < 20.0 else (1.75, 30.0 + 25.0 * (t - 20.0) ** 2 / 2),
+                  one_id(1))]
+    events, _, state = run(highway(), paths, 40.0)
+    assert [e.phase for e in events] == ["started", "ended"]
+    assert events[1].ended_ts == pytest.approx(20.0, abs=1.5)
+    assert events[0].event_id == events[1].event_id
+    assert len(state) == 0 and len(state.motion) <= 1
+
+
+def test_presets_come_through_the_camera_config_and_fields_override_them():
+    spec = CameraSpec.model_validate({
+        "camera_id": "cam-road", "url": "rtsp://10.0.0.1/s",
+        "zones": [{"zone_id": "road", "points": [[0, 0.4], [1, 0.4], [1, 1], [0, 1]], "normalized": True}],
+        "calibration": {"image_points": [list(p) for p in sr.IMAGE_POINTS],
+                        "road_points": [list(p) for p in sr.ROAD_POINTS_M]},
+        "rules": [{"kind": "illegal_parking", "zone_id": "road", "preset": "highway-stop", "max_speed_kmh": 8},
+                  {"kind": "illegal_parking", "zone_id": "road", "preset": "urban-no-parking"},
+                  {"kind": "illegal_parking", "zone_id": "road"}],
+    })
+    hw, urban, legacy = spec.plan().rules
+    assert (hw.method, hw.max_speed_kmh, hw.min_dwell_s, hw.min_stopped_s) == ("stop", 8.0, 2.0, 2.0)
+    assert (urban.method, urban.min_dwell_s, urban.max_speed_kmh) == ("stop", 180.0, 5.0)
+    assert (legacy.method, legacy.min_dwell_s, legacy.max_motion_px) == ("dwell", 180.0, 20.0)
+    assert hw.calibration is not None and hw.calibration is urban.calibration
+
+
+def test_a_stored_camera_keeps_its_preset_values_after_a_restart():
+    """The stream manager persists `spec.model_dump()`: a reload must give the same rule."""
+    body = {"camera_id": "cam-road", "url": "rtsp://10.0.0.1/s",
+            "zones": [{"zone_id": "road", "points": [[0, 0.4], [1, 0.4], [1, 1], [0, 1]], "normalized": True}],
+            "rules": [{"kind": "illegal_parking", "zone_id": "road", "preset": "highway-stop", "exit_grace_s": 7}]}
+    first = CameraSpec.model_validate(body)
+    again = CameraSpec.model_validate(first.model_dump(mode="json"))
+    assert first.plan().rules == again.plan().rules
+    assert (again.plan().rules[0].method, again.plan().rules[0].exit_grace_s) == ("stop", 7.0)
