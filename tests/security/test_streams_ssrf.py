@@ -62,10 +62,12 @@ def hub(tmp_path_factory, shared_dir):
     while not server.started:
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    yield {"url": f"http://127.0.0.1:{port}", "manager": manager, "home": home, "video": videos / "synth.mp4"}
+    state = {"url": f"http://127.0.0.1:{port}", "manager": manager, "home": home, "video": videos / "synth.mp4",
+             "options": options}
+    yield state
     server.should_exit = True
     thread.join(10)
-    manager.core.close()
+    state["manager"].core.close()
     for k, v in saved.items():
         if v is None:
             os.environ.pop(k, None)
@@ -74,13 +76,21 @@ def hub(tmp_path_factory, shared_dir):
     reset_settings()
 
 
+def manager_at(options: dict, data_dir):
+    """A StreamManager (Ray decorator peeled off) on its own data folder: one hub per folder."""
+    from serving.streams import StreamManager, StreamManagerCore
+
+    manager = object.__new__(StreamManager.func_or_class)
+    manager.core = StreamManagerCore(options, data_dir=data_dir)
+    return manager
+
+
 @pytest.fixture
-def strict_hub(hub):
+def strict_hub(hub, tmp_path):
     """The same HTTP app, with a stream manager whose policy admits nothing private."""
     from serving.handles import set_handles
-    from serving.streams import StreamManager
 
-    manager = StreamManager.func_or_class({"persist_cameras": False, "file_roots": [str(hub["video"].parent)]})
+    manager = manager_at({"persist_cameras": False, "file_roots": [str(hub["video"].parent)]}, tmp_path / "data")
     set_handles({"streams": LocalHandle(manager)})
     yield hub["url"]
     manager.core.close()
@@ -254,14 +264,14 @@ def test_env_reference_is_persisted_as_given_and_literal_credentials_are_not_res
     by_id = {c["camera_id"]: c for c in saved}
     assert by_id["ref-cam"]["url"].startswith("rtsp://admin:${HUB_CAMERA_T_PASS}@")
     assert by_id["lit-cam"]["credentials_not_persisted"] and PASSWORD not in json.dumps(saved)
-    restarted = StreamManager.func_or_class({"outbound": {"allow": ["127.0.0.1/32"]}})
-    try:
-        ids = {s["camera_id"] for s in restarted.core.list_streams()}
-        assert "ref-cam" in ids and "lit-cam" not in ids
-    finally:
-        restarted.core.close()
-    for camera_id in ("ref-cam", "lit-cam"):
-        httpx.delete(f"{hub['url']}/v1/streams/{camera_id}", timeout=30)
+    from serving.handles import set_handles
+
+    hub["manager"].core.close()  # a restart: one hub per data folder
+    hub["manager"] = StreamManager.func_or_class(hub["options"])
+    set_handles({"streams": LocalHandle(hub["manager"])})
+    ids = {s["camera_id"] for s in hub["manager"].core.list_streams()}
+    assert "ref-cam" in ids and "lit-cam" not in ids
+    httpx.delete(f"{hub['url']}/v1/streams/ref-cam", timeout=30)
 
 
 def test_unknown_or_foreign_env_references_are_refused(hub):
