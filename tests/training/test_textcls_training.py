@@ -20,6 +20,7 @@ from training.candidates import BertParams, make_candidate
 from training.data import check_trainable, load_labelled, load_reply_cases, stratified_split
 from training.gate import Score, decide
 from training.metrics import expected_calibration_error, fit_temperature, retrieval_agreement
+from training.report import wilson_interval
 from training.textcls import TrainConfig, run_pipeline, train
 
 TINY_BERT = BertParams(hidden_size=32, layers=1, heads=2, intermediate_size=64, max_len=48, epochs=3,
@@ -167,6 +168,17 @@ def test_default_model_card_reports_the_run(artifact):
     assert "beats the TF-IDF baseline" in card and "ECE" in card
     assert best["cv_accuracy"] > metrics["tfidf"]["cv_accuracy"]
     assert metrics["retrieval"]["top3_same_category"] > 2 * metrics["retrieval"]["chance"]
+    low, high = metrics["heldout_accuracy_ci95"]
+    assert metrics["heldout_n"] == 79 and low < best["heldout_accuracy"] < high
+    assert f"95% Wilson interval {low:.3f}-{high:.3f}" in card
+
+
+@pytest.mark.parametrize(
+    ("accuracy", "n", "low", "high"),
+    [(0.861, 79, 0.767, 0.921), (1.0, 10, 0.722, 1.0), (0.0, 10, 0.0, 0.278), (0.5, 0, 0.0, 1.0)],
+)
+def test_wilson_interval(accuracy, n, low, high):
+    assert wilson_interval(accuracy, n) == pytest.approx((low, high), abs=0.001)
 
 
 # ---- gate ---------------------------------------------------------------------------------------
