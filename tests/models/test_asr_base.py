@@ -164,3 +164,15 @@ def test_request_hotwords_come_first_and_are_bounded(asr):
     assert asr.backend._count_tokens(" " + text) <= 220
     with pytest.raises(ValueError):
         ListenRequest(audio=b"x", hotwords=["词"] * 51)
+
+
+@pytest.mark.parametrize(
+    ("alternatives", "names"),
+    [(False, ["whisper-base"]), (True, ["whisper-base", "whisper-tiny-en"])],
+)
+def test_bootstrap_registers_tiny_en_only_as_an_alternative(alternatives, names):
+    from serving.defaults import TRAINED_DEFAULTS, default_models
+
+    assert [d.name for d in default_models(["listen"], alternatives=alternatives)] == names
+    (reason,) = default_models(["reason"])
+    assert reason.prepare is TRAINED_DEFAULTS["reason"]  # models.textcls itself never imports training
