@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,7 @@ from typing import Annotated, ClassVar
 
 import numpy as np
 import soundfile as sf
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, field_validator
 
 from hub.contract import Blob, Response, WireModel
 from hub.errors import HubError, ModelLoadError, Unprocessable
@@ -66,6 +67,14 @@ class ListenRequest(WireModel):
     language: str | None = None  # ISO 639-1 ("en", "zh"); None: detect (multilingual) or English
     # Words this call is likely to contain (names, streets), read before the model's own domain hotwords.
     hotwords: list[Annotated[str, StringConstraints(max_length=40)]] | None = Field(None, max_length=50)
+
+    @field_validator("hotwords", mode="before")
+    @classmethod
+    def _split_form_field(cls, value):
+        # a multipart form or query string carries one text: "幸福路,凤凰街道" or "幸福路 凤凰街道"
+        if isinstance(value, str):
+            return [w for w in re.split(r"[,，、\s]+", value) if w]
+        return value
 
 
 class SpeechSegment(WireModel):

@@ -164,6 +164,8 @@ def test_request_hotwords_come_first_and_are_bounded(asr):
     assert asr.backend._count_tokens(" " + text) <= 220
     with pytest.raises(ValueError):
         ListenRequest(audio=b"x", hotwords=["词"] * 51)
+    # a multipart form field or query parameter is one text
+    assert ListenRequest(audio=b"x", hotwords="幸福路,凤凰街道 古楼街道").hotwords == ["幸福路", "凤凰街道", "古楼街道"]
 
 
 @pytest.mark.parametrize(
