@@ -189,6 +189,9 @@ def print_table(title: str, rows: list[tuple[str, tuple, str]]) -> None:
     print(f"\n{title}\n| setting | precision | recall | F1 | latency | counts |\n|---|---|---|---|---|---|")
     for name, (p, r, f1, lat), counts in rows:
         lat_s = f"{lat:.1f} s" if lat is not None else "—"
+        if counts.startswith("0 found, 0 missed, 0 false"):  # no stop and no alarm: nothing to score
+            print(f"| {name} | — | — | — | — | {counts} |")
+            continue
         print(f"| {name} | {p:.2f} | {r:.2f} | {f1:.2f} | {lat_s} | {counts} |")
 
 

@@ -241,3 +241,25 @@ def test_spill_static_change_without_a_debris_class(case, box, t_in, t_out, movi
         assert x1 <= x + w and x2 >= x and y1 <= y + h and y2 >= y  # the box is on the object
         ended = [e for e in events if e.phase == "ended"]
         assert len(ended) == (1 if t_out < 40.0 - rule.exit_grace_s else 0)
+
+
+# (case, second car's x offset px, expected started events) — far cars: 20x16 px boxes
+DUPLICATE_CASES = [
+    ("two far cars stopped 14 px apart, the second after the first alarmed: both fire", 14.0, 2),
+    ("a second box on the same car (another track id, same spot) is a duplicate", 1.0, 1),
+]
+
+
+@pytest.mark.parametrize("case,dx,n_started", DUPLICATE_CASES, ids=[c[0] for c in DUPLICATE_CASES])
+def test_dwell_tells_close_cars_from_duplicate_boxes(case, dx, n_started):
+    state = rules.new_state(PARK, "cam-far")
+    started = []
+    for k in range(int(40 * FPS)):
+        t = k / FPS
+        rows = [([400, 584, 420, 600], 0.8, 1)]
+        if t >= 15.0:  # the first car's episode fired at 12 s
+            rows.append(([400 + dx, 584, 420 + dx, 600], 0.7, 2))
+        xyxy, score, tid = zip(*rows, strict=True)
+        tracked = Tracked.build(xyxy, score, ["car"] * len(rows), tid, W, H)
+        started += [e for e in rules.update(PARK, state, tracked, t) if e.phase == "started"]
+    assert len(started) == n_started, [(e.track_id, e.started_ts) for e in started]
