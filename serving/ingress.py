@@ -319,7 +319,6 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse(status_code=200 if ready else 503, content={"ready": ready, **content})
 
 
-
 @app.get("/v1/models", tags=["ops"])
 async def models() -> dict:
     return {"capabilities": await _statuses(), "routes": served(), "admission": _STATE["admission"].stats()}
