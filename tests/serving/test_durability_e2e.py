@@ -25,7 +25,9 @@ from hub.settings import reset_settings
 from tests.pipelines import synth_video
 from tests.serving.conftest import Hub, free_port
 
-pytestmark = pytest.mark.serve
+# These tests start, stop and restart a hub of their own inside this process, which would also stop the
+# session's shared hub: scripts/test.sh runs them in a pytest process of their own (marker own_hub).
+pytestmark = [pytest.mark.serve, pytest.mark.own_hub]
 KEY = "durability-e2e-key-0123456789"
 PARKED_S = (3.0, 60.0)  # the car stands in the kerb zone this long: far longer than a restart
 
