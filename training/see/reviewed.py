@@ -98,7 +98,9 @@ def export_yolo(events: Sequence[dict], fetch_frame: Callable[[str], bytes], out
                 (out_dir / kind / missing / src.name).write_bytes(src.read_bytes())
             written[missing].append(event_id)
     relabel = _write_relabel(out_dir, rejected, fetch_frame, skipped)
-    doc = {"path": ".", "train": "images/train", "val": "images/val", "names": dict(enumerate(classes))}
+    # absolute: Ultralytics resolves a relative `path` against its working directory, not this file
+    doc = {"path": str(out_dir.resolve()), "train": "images/train", "val": "images/val",
+           "names": dict(enumerate(classes))}
     (out_dir / "data.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
     summary = ExportSummary(out_dir, classes, len(written["train"]), len(written["val"]), relabel, skipped)
     (out_dir / "manifest.json").write_text(json.dumps({**summary.to_dict(), "splits": written}, indent=2))
