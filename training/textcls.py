@@ -260,20 +260,6 @@ class PipelineOutcome:
     promoted: bool
 
 
-def _experiment_id(settings) -> str:
-    import mlflow
-
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.registry_uri)
-    experiment = mlflow.get_experiment_by_name(EXPERIMENT)
-    if experiment is not None:
-        return experiment.experiment_id
-    local = "://" not in settings.tracking_uri or settings.tracking_uri.startswith(("sqlite:", "file:"))
-    # a local store keeps artifacts under HUB_HOME, never in ./mlruns of whatever the cwd is
-    location = (settings.artifact_root / EXPERIMENT).as_uri() if local else None
-    return mlflow.create_experiment(EXPERIMENT, artifact_location=location)
-
-
 @dataclass(frozen=True)
 class _GateInputs:
     texts: list[str]
@@ -353,7 +339,7 @@ def run_pipeline(data_path: Path, *, text_col: str = "text", label_col: str = "c
 
     from hub.settings import apply_runtime_env
     from registry.store import MlflowStore
-    from training.tracking import log_training
+    from training.tracking import experiment_id, log_training
 
     settings = apply_runtime_env()
     data = load_labelled(Path(data_path), text_col, label_col, max_rows=max_rows, seed=config.seed)
@@ -365,7 +351,7 @@ def run_pipeline(data_path: Path, *, text_col: str = "text", label_col: str = "c
     echo(f"data: {data.source} ({len(data)} rows, {len(data.classes)} categories); cases: {len(replies)} replies "
          f"+ {len(data)} labelled; MLflow: {settings.tracking_uri}")
     with tempfile.TemporaryDirectory(prefix="reason-train-") as tmp, \
-            mlflow.start_run(experiment_id=_experiment_id(settings), run_name=f"train-{Path(data.source).stem}") as run:
+            mlflow.start_run(experiment_id=experiment_id(settings, EXPERIMENT), run_name=f"train-{Path(data.source).stem}") as run:
         work = Path(tmp)
         result = train(data, work / "artifact", config, reply_cases=replies,
                        vectors_dir=vectors_dir if vectors_dir.is_dir() else None, cache_dir=cache_dir, echo=echo)

@@ -87,3 +87,18 @@ def log_training(result: TrainResult, work_dir: Path) -> dict[str, str]:
         mlflow.log_artifact(str(result.artifact_dir / name), "report")
     mlflow.log_artifact(str(work_dir / f"{best.name}-cv-confusion.png"), "report")
     return run_ids
+
+
+def experiment_id(settings, name: str) -> str:
+    """The MLflow experiment `name` in the hub's store, created on first use (shared by every training task)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.registry_uri)
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    local = "://" not in settings.tracking_uri or settings.tracking_uri.startswith(("sqlite:", "file:"))
+    # a local store keeps artifacts under HUB_HOME, never in ./mlruns of whatever the cwd is
+    location = (settings.artifact_root / name).as_uri() if local else None
+    return mlflow.create_experiment(name, artifact_location=location)

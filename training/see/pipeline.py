@@ -20,6 +20,7 @@ from training.see.data import DetectionData
 from training.see.evaluate import DetScore, evaluate_artifact
 from training.see.finetune import FinetuneParams, finetune
 from training.see.report import CardFacts, model_card, prediction_grid
+from training.tracking import experiment_id
 
 EXPERIMENT = "see-training"
 GATE_METRIC = "map50_95"
@@ -37,19 +38,6 @@ class SeeOutcome:
     challenger: DetScore
     champion: DetScore | None
     decision: GateDecision
-
-
-def _experiment_id(settings) -> str:
-    import mlflow
-
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.registry_uri)
-    experiment = mlflow.get_experiment_by_name(EXPERIMENT)
-    if experiment is not None:
-        return experiment.experiment_id
-    local = "://" not in settings.tracking_uri or settings.tracking_uri.startswith(("sqlite:", "file:"))
-    location = (settings.artifact_root / EXPERIMENT).as_uri() if local else None
-    return mlflow.create_experiment(EXPERIMENT, artifact_location=location)
 
 
 def base_reference(store, name: str, base: str | None) -> str:
@@ -90,7 +78,7 @@ def run_pipeline(data_path: Path, *, name: str, params: FinetuneParams = Finetun
     echo(f"data: {data.yaml_path} ({len(data.train)} train / {len(data.val)} val images, classes {list(data.names)}); "
          f"base: {base_ref} (version {base_model.version}); MLflow: {settings.tracking_uri}")
     with tempfile.TemporaryDirectory(prefix="see-train-") as tmp, \
-            mlflow.start_run(experiment_id=_experiment_id(settings), run_name=f"train-see-{name}") as run:
+            mlflow.start_run(experiment_id=experiment_id(settings, EXPERIMENT), run_name=f"train-see-{name}") as run:
         work = Path(tmp)
         fingerprint = data.fingerprint()
         mlflow.log_params({**params.as_dict(), "data": str(data.yaml_path), "val_sha256": fingerprint,
