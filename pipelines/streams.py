@@ -106,6 +106,7 @@ class CameraWorker:
         self._times: deque[float] = deque(maxlen=32)  # wall times of recent analysed frames (fps)
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._end_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.added_wall = time.time()
 
@@ -116,7 +117,8 @@ class CameraWorker:
         return self
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        self._stop.set()
+        with self._end_lock:  # after this the worker never ends episodes itself: the caller names the reason
+            self._stop.set()
         self.source.stop(timeout_s)
         if self._thread is not None:
             self._thread.join(timeout_s)
@@ -136,7 +138,9 @@ class CameraWorker:
                     continue
                 if not pending:
                     if self.source.finished:
-                        self.end_episodes("stream_ended")
+                        with self._end_lock:  # a stopped source is also finished: that is not the stream's end
+                            if not self._stop.is_set():
+                                self.end_episodes("stream_ended")
                         return
                     continue
             frame, future = pending.popleft()
