@@ -341,7 +341,7 @@ def start_hub(args) -> tuple[subprocess.Popen, str, Path]:
     env.update(HUB_HOME=str(home), HUB_SHARED_DIR=str(SHARED), PYTHONPATH=str(args.repo))
     config = Path(args.config or (args.repo / "configs/serving.yaml"))
     log = open(home / "serve.log", "w")  # noqa: SIM115 - lives as long as the server
-    cmd = [sys.executable, "-m", "hub.cli", "serve", "--config", str(config), "--port", str(port)]
+    cmd = [sys.executable, "-m", "cli.main", "serve", "--config", str(config), "--port", str(port)]
     proc = subprocess.Popen(cmd, cwd=args.repo, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"

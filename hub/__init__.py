@@ -1,6 +1,6 @@
 """The contract every capability of the Ezhou AI capability hub stands on.
 
-The names below load on first use (PEP 562), so that `import hub.cli` does not pay for pydantic
+The names below load on first use (PEP 562), so that the CLI (`cli/`) does not pay for pydantic
 models it may not need: a `hub see` against a running hub answers in well under a second.
 """
 

@@ -11,8 +11,8 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from hub.cli import app
-from hub.commands._client import Reply, RunningHub, clear_state, running_hub, state_path, write_state
+from cli.commands._client import Reply, RunningHub, clear_state, running_hub, state_path, write_state
+from cli.main import app
 
 runner = CliRunner()
 
@@ -71,7 +71,7 @@ def test_flags_read_naturally():
 
 
 def test_detached_start_shows_only_the_step_lines(tmp_path):
-    from hub.commands.serve import STEP_LOGGER, new_steps
+    from cli.commands.serve import STEP_LOGGER, new_steps
 
     log = tmp_path / "serve.log"
     log.write_text(f"2026-01-01 10:00:01,123 INFO {STEP_LOGGER}: starting Ray (local, on 127.0.0.1)\n"
@@ -86,7 +86,7 @@ def test_detached_start_shows_only_the_step_lines(tmp_path):
 
 
 def test_mlflow_ui_command_points_at_the_hubs_store(hub_home):
-    from hub.commands.models import mlflow_ui_command
+    from cli.commands.models import mlflow_ui_command
     from hub.settings import get_settings
 
     s = get_settings()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ("hub", "gpu", "registry", "models", "pipelines", "serving", "training")
+PACKAGES = ("cli", "hub", "gpu", "registry", "models", "pipelines", "serving", "training")
 LINT = Path(sys.executable).with_name("lint-imports")
 
 
@@ -43,6 +43,7 @@ def test_the_tree_keeps_its_layers(tmp_path):
         ("hub/_planted.py", "from registry import ref\n"),  # the contract's floor imports nothing
         ("gpu/_planted.py", "import registry.ref\n"),  # siblings stay independent
         ("pipelines/_planted.py", "import training.metrics\n"),
+        ("serving/_planted.py", "from cli.commands import _output\n"),  # the CLI is the top floor
     ],
 )
 def test_an_upward_import_breaks_the_contract(tmp_path, module, planted):

@@ -19,7 +19,7 @@ def id_card_back(tmp_path):
 
 
 def test_hub_read_prints_the_api_json(hub_home, id_card_back):
-    from hub.cli import app
+    from cli.main import app
     from serving.local import local_server
 
     local_server.cache_clear()  # a fresh HUB_HOME: bootstrap the champion into it
@@ -38,7 +38,7 @@ def test_hub_read_prints_the_api_json(hub_home, id_card_back):
 
 @pytest.mark.parametrize(("content", "code"), [(b"not an image", "400"), (b"", "400")])
 def test_hub_read_reports_bad_input(hub_home, tmp_path, content, code):
-    from hub.cli import app
+    from cli.main import app
     from serving.local import local_server
 
     local_server.cache_clear()

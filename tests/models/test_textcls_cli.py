@@ -23,7 +23,7 @@ def artifact(shared_dir):
 @pytest.fixture(scope="module")
 def cli(tmp_path_factory, artifact):
     """One HUB_HOME for the module (what `hub_home` does per test): a registry whose champion is v1."""
-    from hub.cli import app
+    from cli.main import app
     from hub.settings import reset_settings
     from serving.local import local_server
 

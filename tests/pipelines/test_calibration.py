@@ -95,7 +95,7 @@ def test_cli_draws_the_grid_on_a_snapshot(tmp_path, with_calibration, exit_code)
     import yaml
     from typer.testing import CliRunner
 
-    from hub.commands.streams import streams
+    from cli.commands.streams import streams
 
     camera = {"camera_id": "cam-road", "url": "rtsp://10.0.0.1/s"}
     if with_calibration:

@@ -23,7 +23,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from hub.cli import app
+from cli.main import app
 from hub.errors import ModelLoadError, ModelNotFound, RegistryUnavailable
 from hub.settings import reset_settings
 from registry.store import MlflowStore

@@ -1,4 +1,4 @@
-"""`hub events tail` reconnects by itself and resumes with `Last-Event-ID` (hub/commands/streams.py).
+"""`hub events tail` reconnects by itself and resumes with `Last-Event-ID` (cli/commands/streams.py).
 
 The hub side is a scripted HTTP transport: the first connection delivers one event and a heartbeat
 id and then breaks, as a restarting hub or a proxy would; the second must ask for what follows.
@@ -11,7 +11,7 @@ import json
 import httpx
 import pytest
 
-from hub.commands import streams
+from cli.commands import streams
 
 
 class BrokenAfter(httpx.SyncByteStream):

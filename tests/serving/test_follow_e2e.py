@@ -27,7 +27,7 @@ PHASE_TIMEOUT_S = 240
 
 
 def _cli(*args: str) -> str:
-    from hub.cli import app
+    from cli.main import app
 
     result = CliRunner().invoke(app, list(args), catch_exceptions=False)
     assert result.exit_code == 0, result.output

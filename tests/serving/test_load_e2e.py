@@ -112,7 +112,7 @@ class SseReader:
     """Reads one SSE connection in a thread; keeps every event and whether the stream is open."""
 
     def __init__(self, hub, camera_id: str, *, after_seq: int | None = None, last_event_id: int | None = None) -> None:
-        from hub.commands.streams import iter_sse
+        from cli.commands.streams import iter_sse
 
         self.events: list[dict] = []
         self.open = threading.Event()

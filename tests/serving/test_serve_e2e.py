@@ -105,7 +105,7 @@ def test_alias_moves_without_restart_and_broken_version_is_refused(hub_server, s
 
         from typer.testing import CliRunner
 
-        from hub.cli import app
+        from cli.main import app
 
         result = CliRunner().invoke(app, ["models", "rollback", "yolov8n-coco"])
         assert result.exit_code == 0, result.output

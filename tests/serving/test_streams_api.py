@@ -146,7 +146,7 @@ def test_streams_events_snapshot_and_sse_over_http(hub):
     def listen():
         with httpx.stream("GET", f"{url}/v1/events/stream", params={"after_seq": 0}, timeout=120) as resp:
             assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/event-stream")
-            from hub.commands.streams import iter_sse
+            from cli.commands.streams import iter_sse
 
             for item in iter_sse(resp.iter_lines()):
                 events.append(item)
@@ -203,7 +203,7 @@ def test_streams_events_snapshot_and_sse_over_http(hub):
 def test_cli_talks_to_the_running_hub(hub):
     from typer.testing import CliRunner
 
-    from hub.cli import app
+    from cli.main import app
 
     runner = CliRunner()
     video = str(hub["video"])

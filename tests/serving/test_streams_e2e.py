@@ -38,7 +38,7 @@ def _camera(camera_id: str, url: str, **extra) -> dict:
 
 
 def test_cameras_events_sse_and_snapshot_through_the_hub(hub_server, shared_dir):
-    from hub.commands.streams import iter_sse
+    from cli.commands.streams import iter_sse
 
     with hub_server.client() as c:
         _require_streams(c)

@@ -100,7 +100,7 @@ def test_sign_in_see_reject_and_find_it_through_the_api(hub_server, shared_dir, 
         assert c.post(f"/v1/events/{target['event_id']}/review", json={"action": "maybe"}).status_code == 400
         assert c.post("/v1/events/nope/review", json={"action": "confirm"}).status_code == 404
 
-    from hub.cli import app
+    from cli.main import app
 
     cli = ("--url", hub_server.url, "--api-key", hub_server.key)
     runner = CliRunner()

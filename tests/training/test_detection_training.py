@@ -154,7 +154,7 @@ def _register_coco(coco_artifact) -> None:
 
 
 def _cli(*args: str):
-    from hub.cli import app
+    from cli.main import app
 
     result = CliRunner().invoke(app, list(args), catch_exceptions=False)
     assert result.exit_code == 0, result.output

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import typer
 
-from hub.commands._client import RunningHub, clear_state, pid_alive, running_hub, state_path, write_state
-from hub.commands._output import Steps, quiet, verbose
+from cli.commands._client import RunningHub, clear_state, pid_alive, running_hub, state_path, write_state
+from cli.commands._output import Steps, quiet, verbose
 
 STEP_LOGGER = "hub.serve"
 READY_TIMEOUT_S = 900.0
@@ -112,7 +112,7 @@ def _serve_detached(argv: list[str]) -> None:
     out_file = log_file.with_name("serve.out")  # the child's own stdout/stderr (tracebacks)
     offset = log_file.stat().st_size if log_file.exists() else 0
     with open(out_file, "ab") as out:
-        child = subprocess.Popen([sys.executable, "-m", "hub.cli", *argv], stdin=subprocess.DEVNULL,
+        child = subprocess.Popen([sys.executable, "-m", "cli.main", *argv], stdin=subprocess.DEVNULL,
                                  stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     typer.echo(f"hub serve started in the background (pid {child.pid}); log {log_file}")
     deadline = time.monotonic() + READY_TIMEOUT_S

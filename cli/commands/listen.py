@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from hub.commands._client import API_KEY, LOCAL, URL
+from cli.commands._client import API_KEY, LOCAL, URL
 
 
 def register(app: typer.Typer) -> None:
@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
         local: bool = LOCAL,
     ) -> None:
         """Print the transcript of AUDIO."""
-        from hub.commands._local import answer_or_exit, echo_json
+        from cli.commands._local import answer_or_exit, echo_json
 
         request = {"audio": audio.read_bytes(), "language": language}
         response = answer_or_exit("listen", request, model=model, url=url, api_key=api_key, local=local)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from hub.commands._client import API_KEY, LOCAL, URL, HubUnreachable, call_hub, running_hub
+from cli.commands._client import API_KEY, LOCAL, URL, HubUnreachable, call_hub, running_hub
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from hub.commands._client import API_KEY, LOCAL, URL
+from cli.commands._client import API_KEY, LOCAL, URL
 
 
 class DocType(StrEnum):
@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
         local: bool = LOCAL,
     ) -> None:
         """Print the text lines in IMAGE and, for an ID card or business licence, its fields."""
-        from hub.commands._local import answer_or_exit, echo_json
+        from cli.commands._local import answer_or_exit, echo_json
 
         request = {"image": image.read_bytes(), "document_type": doc_type.value if doc_type else None}
         response = answer_or_exit("read", request, model=model, url=url, api_key=api_key, local=local)

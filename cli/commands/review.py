@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from hub.commands.streams import API_KEY, URL, _request, events
+from cli.commands.streams import API_KEY, URL, _request, events
 
 
 @events.command("review")
@@ -55,7 +55,7 @@ def export(out: Path = typer.Argument(..., help="output folder of the dataset"),
     """Write reviewed events as a YOLO dataset: confirmed -> labelled images, rejected -> relabel/."""
     import httpx
 
-    from hub.commands.streams import _client
+    from cli.commands.streams import _client
     from hub.errors import HubError, NotFound
     from training.see.reviewed import export_yolo
 
@@ -83,4 +83,4 @@ def export(out: Path = typer.Argument(..., help="output folder of the dataset"),
 
 
 def register(app: typer.Typer) -> None:
-    """The commands join the `events` group that `hub.commands.streams` registers."""
+    """The commands join the `events` group that `cli.commands.streams` registers."""

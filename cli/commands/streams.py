@@ -25,7 +25,7 @@ API_KEY = typer.Option(None, "--api-key", envvar="HUB_CLIENT_API_KEY", help="Bea
 def _client(url: str | None, api_key: str | None, timeout_s: float | None = 130.0):
     import httpx
 
-    from hub.commands._client import DEFAULT_URL, running_hub
+    from cli.commands._client import DEFAULT_URL, running_hub
 
     url = url or getattr(running_hub(), "url", DEFAULT_URL)
 

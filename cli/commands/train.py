@@ -14,7 +14,7 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    from hub.commands.reason import group
+    from cli.commands.reason import group
 
     train = group(app, "train", "Train models, log runs to MLflow, register gated versions.")
 
@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
         """Train the `reason` candidates on DATA, register the best, gate it against the champion."""
         from dataclasses import replace
 
-        from hub.commands._output import Steps, quiet
+        from cli.commands._output import Steps, quiet
         from hub.errors import HubError
         from training.candidates import BertParams
         from training.textcls import TrainConfig, run_pipeline
@@ -63,7 +63,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _register_see(app: typer.Typer, train: typer.Typer) -> None:
-    from hub.commands.reason import group
+    from cli.commands.reason import group
 
     evaluate = group(app, "eval", "Score registered models on labelled data.")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from hub.commands._client import API_KEY, LOCAL, URL
+from cli.commands._client import API_KEY, LOCAL, URL
 
 DEFAULT_REF = "models:/hotline-classifier@champion"
 
@@ -45,7 +45,7 @@ def register(app: typer.Typer) -> None:
         local: bool = LOCAL,
     ) -> None:
         """Category, department, review flag and similar past cases of TEXT."""
-        from hub.commands._local import answer_or_exit, echo_json
+        from cli.commands._local import answer_or_exit, echo_json
 
         request = {"text": text, "top_k": top_k, "cases_k": cases_k}
         r = answer_or_exit("reason", request, model=model, url=url, api_key=api_key, local=local)
@@ -74,7 +74,7 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option(DEFAULT_REF, help="models:/<name>@<alias> or /<version>"),
     ) -> None:
         """Accuracy and macro-F1 of a `reason` model version on DATA (default: the champion)."""
-        from hub.commands._output import quiet
+        from cli.commands._output import quiet
         from hub.errors import HubError
         from hub.settings import get_settings
         from registry.store import MlflowStore

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from hub.commands._client import API_KEY, LOCAL, URL
+from cli.commands._client import API_KEY, LOCAL, URL
 
 
 def register(app: typer.Typer) -> None:
@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
         local: bool = LOCAL,
     ) -> None:
         """Print the detections in IMAGE (boxes in the image's pixels)."""
-        from hub.commands._local import answer_or_exit, echo_json
+        from cli.commands._local import answer_or_exit, echo_json
 
         request = {"image": image.read_bytes(), "classes": classes or None, "min_score": min_score}
         response = answer_or_exit("see", request, model=model, url=url, api_key=api_key, local=local)

@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from hub.commands._client import HubUnreachable, call_hub, running_hub
+from cli.commands._client import HubUnreachable, call_hub, running_hub
 
 
 def _note(text: str) -> None:
@@ -49,7 +49,7 @@ def answer_or_exit(capability: str, request: dict, *, model: str | None = None, 
 
 def predict_or_exit(capability: str, request: dict, model: str | None = None) -> Any:
     """The champion's (or `model`'s) answer to `request` in this process."""
-    from hub.commands._output import quiet
+    from cli.commands._output import quiet
     from hub.errors import HubError
     from serving.local import predict_local
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from hub.commands._client import API_KEY, LOCAL, URL
+from cli.commands._client import API_KEY, LOCAL, URL
 
 _FORMATS = {".wav": "wav", ".mp3": "mp3", ".ogg": "ogg", ".opus": "ogg"}
 
@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
         local: bool = LOCAL,
     ) -> None:
         """Write TEXT as speech to OUTPUT (the format follows the file extension)."""
-        from hub.commands._local import answer_or_exit
+        from cli.commands._local import answer_or_exit
 
         fmt = _FORMATS.get(output.suffix.lower())
         if fmt is None:

@@ -1,4 +1,4 @@
-"""The `hub` command. Each group of commands lives in `hub/commands/<name>.py` and exposes
+"""The `hub` command. Each group of commands lives in `cli/commands/<name>.py` and exposes
 `register(app)`; heavy imports happen inside the command bodies so `hub --help` stays fast.
 
     hub serve                      # local Ray + Serve with the embedded defaults
@@ -17,7 +17,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="Ezhou AI cap
 
 @app.callback()
 def _options(verbose: bool = typer.Option(False, "--verbose", "-v", help="also print Ray and MLflow log lines")) -> None:
-    from hub.commands._output import set_verbose
+    from cli.commands._output import set_verbose
 
     set_verbose(verbose)
 
@@ -30,9 +30,9 @@ COMMAND_MODULES = ("serve", "models", "see", "streams", "review", "read", "liste
 def _register_all() -> None:
     for name in COMMAND_MODULES:
         try:
-            module = importlib.import_module(f"hub.commands.{name}")
+            module = importlib.import_module(f"cli.commands.{name}")
         except ModuleNotFoundError as exc:
-            if exc.name == f"hub.commands.{name}":
+            if exc.name == f"cli.commands.{name}":
                 continue  # that command group is not part of this build
             raise
         module.register(app)

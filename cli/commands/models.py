@@ -27,7 +27,7 @@ def bootstrap(
     capability: list[str] = typer.Option(None, help="only these capabilities (repeatable)"),
 ) -> None:
     """Register the default model of each capability as version 1 @champion (idempotent)."""
-    from hub.commands._output import Steps, quiet
+    from cli.commands._output import Steps, quiet
     from hub.errors import HubError
     from hub.settings import get_settings
     from models.catalogue import CAPABILITIES, get_entry

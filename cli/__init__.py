@@ -1,0 +1,1 @@
+"""The `hub` command line: the top floor, allowed to import every layer (see pyproject.toml)."""
