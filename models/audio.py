@@ -14,6 +14,7 @@ passes the limit.
 from __future__ import annotations
 
 import io
+import struct
 from dataclasses import dataclass
 
 import av
@@ -62,6 +63,7 @@ def decode_audio(
     """
     if not data:
         raise InvalidInput("audio is empty", field=field)
+    _refuse_truncated_wav(data, max_duration_s, field)
     try:
         container = av.open(io.BytesIO(data), mode="r", options={"format_whitelist": ALLOWED_DEMUXERS})
     except (av.FFmpegError, ValueError, OSError) as exc:
@@ -88,6 +90,34 @@ def _refuse_long_header(container, stream, max_duration_s: float, field: str) ->
         stated_s = container.duration / 1_000_000.0  # AV_TIME_BASE is microseconds
     if stated_s is not None and stated_s > max_duration_s:
         raise PayloadTooLarge(_too_long(stated_s, max_duration_s), field=field)
+
+
+def _refuse_truncated_wav(data: bytes, max_duration_s: float, field: str) -> None:
+    """A WAV whose `data` chunk declares more than the upload holds was cut off on its way here.
+
+    FFmpeg quietly clamps the duration to the bytes present, so a header that promises two hours over
+    one second of silence would be transcribed as an empty call (200). The declared length is judged
+    first (413 over the limit), then the loss (400 when over a tenth is missing). Streaming writers
+    leave the size 0 or 0xFFFFFFFF: those say "unknown" and pass.
+    """
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return
+    byte_rate, pos = 0, 12
+    while pos + 8 <= len(data):
+        chunk, size = data[pos:pos + 4], struct.unpack_from("<I", data, pos + 4)[0]
+        if chunk == b"fmt " and size >= 12 and pos + 20 <= len(data):
+            byte_rate = struct.unpack_from("<I", data, pos + 16)[0]
+        if chunk == b"data":
+            if size in (0, 0xFFFFFFFF) or byte_rate <= 0:
+                return
+            declared_s, held_s = size / byte_rate, (len(data) - pos - 8) / byte_rate
+            if declared_s > max_duration_s:
+                raise PayloadTooLarge(_too_long(declared_s, max_duration_s), field=field)
+            if held_s < 0.9 * declared_s:
+                raise InvalidInput(f"audio is truncated: the WAV header declares {declared_s:.1f} s, the upload "
+                                   f"holds {held_s:.1f} s (send the whole file)", field=field)
+            return
+        pos += 8 + size + (size & 1)  # chunks are word-aligned
 
 
 def _too_long(duration_s: float, max_duration_s: float) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 
 import av
 import numpy as np
@@ -77,6 +78,13 @@ def two_hour_wav() -> bytes:
     return soundfile_bytes(np.zeros(2 * 3600 * 8000, dtype=np.float32), 8000, "WAV", "PCM_U8")
 
 
+def wav_declaring(data_size: int, held_s: float, rate: int = 16000) -> bytes:
+    """A 16-bit mono WAV whose `data` chunk declares `data_size` bytes over `held_s` of real tone."""
+    wav = soundfile_bytes(tone(held_s, rate), rate, "WAV", "PCM_16")
+    at = wav.index(b"data") + 4
+    return wav[:at] + struct.pack("<I", data_size) + wav[at + 4:]
+
+
 @pytest.mark.parametrize(
     ("name", "data", "limit_s", "error", "message"),
     [
@@ -87,6 +95,8 @@ def two_hour_wav() -> bytes:
         ("truncated wav header", lambda: soundfile_bytes(tone(1.0, 16000), 16000, "WAV")[:30], 1800, InvalidInput, ""),
         ("wav with no samples", lambda: soundfile_bytes(np.zeros(0, np.float32), 16000, "WAV"), 1800, InvalidInput, ""),
         ("2-hour recording", two_hour_wav, 1800, PayloadTooLarge, "the limit is 30 min"),
+        ("2-hour header over 1 s", lambda: wav_declaring(7200 * 32000, 1.0), 1800, PayloadTooLarge, "the limit is 30 min"),
+        ("10 s header over 2 s", lambda: wav_declaring(10 * 32000, 2.0), 1800, InvalidInput, "truncated"),
         ("over a small limit", lambda: soundfile_bytes(tone(3.0, 16000), 16000, "WAV"), 2.0, PayloadTooLarge, "limit"),
     ],
 )
@@ -95,6 +105,12 @@ def test_bad_audio_is_refused_clearly(name, data, limit_s, error, message):
         decode_audio(data(), max_duration_s=limit_s)
     assert message in str(info.value)
     assert info.value.field == "audio"
+
+
+@pytest.mark.parametrize("data_size", [0, 0xFFFFFFFF, 2 * 32000 - 64])
+def test_streamed_or_padded_wav_sizes_still_decode(data_size):
+    # Streaming writers leave the size unknown (0 or 0xFFFFFFFF); a few bytes short is not a lost upload.
+    assert decode_audio(wav_declaring(data_size, 2.0)).duration_s == pytest.approx(2.0, abs=0.01)
 
 
 def test_length_limit_holds_in_the_decode_loop():
