@@ -18,6 +18,8 @@ from pydantic import ValidationError
 
 from hub.errors import InvalidInput
 from pipelines.hotline import HotlineCallRequest, HotlineConfig, HotlineStages, handle_call
+from serving.calls import call, current_config, read_body
+from serving.handles import get_handle
 
 router = APIRouter(tags=["pipelines"])
 
@@ -31,19 +33,14 @@ def hotline_config() -> HotlineConfig:
 
 
 def _serving_config() -> Any:
-    from serving import ingress
-
     try:
-        return ingress.current_config()
+        return current_config()
     except KeyError:  # the ingress was not constructed (a bare app in a test): defaults
         return None
 
 
 def handle_stages() -> HotlineStages:
     """Stages over the Ray Serve deployment handles registered by the ingress."""
-    from serving.handles import get_handle
-    from serving.ingress import call
-
     cfg = _serving_config()
 
     def stage(name: str):
@@ -58,8 +55,6 @@ def handle_stages() -> HotlineStages:
 
 
 async def _call_payload(request: Request) -> dict:
-    from serving.ingress import read_body
-
     cfg = _serving_config()
     body = await read_body(request, cfg.http.max_body_bytes if cfg else DEFAULT_MAX_BODY_BYTES)
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()

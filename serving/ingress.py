@@ -11,7 +11,6 @@ error is 400 naming the field, anything else is 500 and the replica keeps runnin
 
 
 import asyncio
-import importlib
 import logging
 import time
 import urllib.request
@@ -25,11 +24,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.base import BaseHTTPMiddleware
 
 from hub.contract import invalid_input
-from hub.errors import HubError, InferenceTimeout, InvalidInput, NotFound, Overloaded, PayloadTooLarge
+from hub.errors import HubError, InvalidInput, NotFound
 from hub.settings import get_settings
+from serving import hotline_api, review_api, streams_api, ui
 from serving.admission import AdmissionBoard, RouteDeadline, client_timeout_s, route_deadline
 from serving.auth import OPEN_PATHS, KeyRing
 from serving.body import parse_json
+from serving.calls import STATE, call, current_config, read_body, unwrap_remote
 from serving.guard import GuardSettings, RequestGuard
 from serving.handles import get_handle, served, set_handles
 from serving.metrics_filter import select_families
@@ -42,7 +43,7 @@ app = FastAPI(
     "Every response names the model and version that answered it.",
     version="0.1.0",
 )
-_STATE: dict[str, Any] = {}
+_STATE = STATE  # this replica's config, capabilities, keys and admission board (serving/calls.py)
 
 
 def error_response(exc: Exception) -> JSONResponse:
@@ -51,20 +52,6 @@ def error_response(exc: Exception) -> JSONResponse:
         return JSONResponse(status_code=exc.status_code, content={"error": exc.to_dict()}, headers=exc.headers or None)
     log.exception("unexpected error", exc_info=exc)
     return JSONResponse(status_code=500, content={"error": {"code": "internal_error", "message": str(exc)[:500]}})
-
-
-def unwrap_remote(exc: BaseException) -> BaseException:
-    """Turn Ray's wrappers back into the hub error raised inside a replica."""
-    from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
-    from ray.serve.exceptions import BackPressureError
-
-    if isinstance(exc, RayTaskError) and isinstance(getattr(exc, "cause", None), BaseException):
-        return unwrap_remote(exc.cause)
-    if isinstance(exc, BackPressureError):
-        return Overloaded("the capability's queue is full; retry later", retry_after_s=1.0)
-    if isinstance(exc, ActorDiedError | ActorUnavailableError):
-        return Overloaded("a replica is restarting; retry later")
-    return exc
 
 
 @app.exception_handler(HubError)
@@ -139,48 +126,9 @@ def _guard_settings() -> GuardSettings:
                          loopback=cfg.http.loopback)
 
 
-def _include_optional_routers() -> None:
-    # Pipelines add their own routes (streams, hotline); a build without them still serves.
-    for module_name in ("serving.streams_api", "serving.hotline_api", "serving.review_api", "serving.ui"):
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                continue
-            raise
-        app.include_router(module.router)
-
-
-_include_optional_routers()
-
-
-async def read_body(request: Request, limit_bytes: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit_bytes:
-        raise PayloadTooLarge(f"body of {declared} bytes is over the limit of {limit_bytes} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit_bytes:
-            raise PayloadTooLarge(f"body is over the limit of {limit_bytes} bytes")
-        chunks.append(chunk)
-    body = b"".join(chunks)
-    request._body = body  # starlette's form parser reads the cached body
-    return body
-
-
-async def call(response: Any, timeout_s: float) -> Any:
-    try:
-        return await asyncio.wait_for(_await(response), timeout=timeout_s)
-    except TimeoutError:
-        response.cancel()
-        raise InferenceTimeout(f"no answer within {timeout_s:.0f} s") from None
-    except Exception as exc:
-        raise unwrap_remote(exc) from None
-
-
-async def _await(response: Any) -> Any:
-    return await response
+# The pipelines' routes (cameras, hotline, review, the operators' pages).
+for _router in (streams_api.router, hotline_api.router, review_api.router, ui.router):
+    app.include_router(_router)
 
 
 def build_asgi_app() -> FastAPI:
@@ -253,12 +201,6 @@ app.openapi = _openapi
 
 
 IngressDeployment = serve.deployment(serve.ingress(build_asgi_app)(Ingress))
-
-
-def current_config():
-    """The ServingConfig this ingress replica was built with (KeyError before construction)."""
-    return _STATE["config"]
-
 
 
 async def _schema(capability: str) -> dict:

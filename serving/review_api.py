@@ -18,6 +18,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hub.errors import InvalidInput
+from serving.calls import call
 from serving.handles import get_handle
 
 router = APIRouter(prefix="/v1", tags=["review"])
@@ -32,8 +33,6 @@ class ReviewBody(BaseModel):
 
 
 async def _call(response: Any) -> Any:
-    from serving.ingress import call  # the ingress imports this module: import at call time
-
     return await call(response, TIMEOUT_S)
 
 

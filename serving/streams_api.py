@@ -23,6 +23,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from hub.errors import InvalidInput
+from serving.calls import call
 from serving.handles import get_handle
 
 router = APIRouter(prefix="/v1", tags=["streams"])
@@ -30,8 +31,6 @@ TIMEOUT_S = 120.0  # adding a camera may load a detector first
 
 
 async def _call(response: Any, timeout_s: float = TIMEOUT_S) -> Any:
-    from serving.ingress import call  # the ingress imports this module: import at call time
-
     return await call(response, timeout_s)
 
 

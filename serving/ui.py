@@ -30,6 +30,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from hub.errors import HubError, Unauthorized
+from serving.calls import call
 from serving.handles import get_handle
 from serving.review_api import ReviewBody, list_reviews, parse_review, submit_review
 
@@ -96,8 +97,6 @@ def _same_origin(request: Request) -> bool:
 
 # -- pages ----------------------------------------------------------------------------------------
 async def _call(response: Any) -> Any:
-    from serving.ingress import call
-
     return await call(response, TIMEOUT_S)
 
 
