@@ -153,14 +153,15 @@ class EventStore:
     # -- writing ----------------------------------------------------------------------------------
     def record(self, event: Event, image_rgb: np.ndarray | None = None, webhooks: Sequence[str] = (),
                now_wall: float | None = None, *, snapshot_jpeg: bytes | None = None,
-               end_reason: str | None = None) -> StoredEvent:
+               frame_jpeg: bytes | None = None, end_reason: str | None = None) -> StoredEvent:
         """Store a started event (with its snapshot) or an ended update, queue webhook deliveries,
         and only then return: delivery always reads from here.
 
         Each phase is written once: a `started` of a stored event, or an `ended` of an episode
         that has ended already (a write retried from the spill, a rule's own end of an episode the
         hub ended as `expired`), changes nothing, queues nothing and returns the stored view with
-        `seq=0`. `snapshot_jpeg` is an already drawn snapshot (`encode_snapshot`)."""
+        `seq=0`. `snapshot_jpeg` is an already drawn snapshot (`encode_snapshot`), `frame_jpeg` the
+        already encoded clean frame (`encode_frame`); both are made from `image_rgb` when not given."""
         now = time.time() if now_wall is None else now_wall
         if end_reason is not None and end_reason not in END_REASONS:
             raise ValueError(f"end_reason must be one of {END_REASONS}")
@@ -170,8 +171,10 @@ class EventStore:
                 snapshot_jpeg = encode_snapshot(event, image_rgb)
             if snapshot_jpeg is not None:
                 snapshot = self._write_snapshot(event, snapshot_jpeg)
-            if image_rgb is not None:  # the frame without drawings: what a reviewed event exports for training
-                self._write_snapshot(event, encode_frame(image_rgb), suffix=FRAME_SUFFIX)
+            if frame_jpeg is None and image_rgb is not None:
+                frame_jpeg = encode_frame(image_rgb)
+            if frame_jpeg is not None:  # the frame without drawings: what a reviewed event exports for training
+                self._write_snapshot(event, frame_jpeg, suffix=FRAME_SUFFIX)
         with self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
             seq = self._write_phase(event, snapshot, now, end_reason or "left")

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipelines.events import EventStore, StoredEvent, encode_snapshot
+from pipelines.events import EventStore, StoredEvent, encode_frame, encode_snapshot
 from pipelines.rules.base import Event
 
 log = logging.getLogger(__name__)
@@ -39,13 +39,14 @@ STORAGE_ERRORS = (OSError, sqlite3.Error)
 class _Spilled:
     event: Event
     snapshot_jpeg: bytes | None
+    frame_jpeg: bytes | None  # the clean frame (review export); dropped with the snapshot
     webhooks: tuple[str, ...]
     end_reason: str | None
     wall_s: float
 
     @property
     def nbytes(self) -> int:
-        return len(self.snapshot_jpeg or b"") + 512
+        return len(self.snapshot_jpeg or b"") + len(self.frame_jpeg or b"") + 512
 
 
 class SpillingRecorder:
@@ -80,17 +81,21 @@ class SpillingRecorder:
                end_reason: str | None = None) -> StoredEvent | None:
         """Store the event now, or spill it; returns the stored view, or None when it was spilled."""
         # Encoded outside the lock: cameras draw their snapshots in parallel, only writes queue up.
-        jpeg = encode_snapshot(event, image_rgb) if image_rgb is not None and event.phase == "started" else None
+        # The clean frame too: it is what `hub events export --reviewed` turns into training data.
+        jpeg = frame = None
+        if image_rgb is not None and event.phase == "started":
+            jpeg, frame = encode_snapshot(event, image_rgb), encode_frame(image_rgb)
         with self._lock:
             if not self._spill:
                 try:
-                    stored = self.store.record(event, webhooks=webhooks, snapshot_jpeg=jpeg, end_reason=end_reason)
+                    stored = self.store.record(event, webhooks=webhooks, snapshot_jpeg=jpeg, frame_jpeg=frame,
+                                               end_reason=end_reason)
                 except STORAGE_ERRORS as exc:
                     self._fail(exc)
                 else:
                     self._notify(stored)
                     return stored
-            self._push(_Spilled(event, jpeg, tuple(webhooks), end_reason, time.time()))
+            self._push(_Spilled(event, jpeg, frame, tuple(webhooks), end_reason, time.time()))
         self._ensure_thread()
         return None
 
@@ -101,6 +106,7 @@ class SpillingRecorder:
                 item = self._spill[0]
                 try:
                     stored = self.store.record(item.event, webhooks=item.webhooks, snapshot_jpeg=item.snapshot_jpeg,
+                                               frame_jpeg=item.frame_jpeg,
                                                end_reason=item.end_reason, now_wall=item.wall_s)
                 except STORAGE_ERRORS as exc:
                     self._fail(exc)
@@ -146,9 +152,9 @@ class SpillingRecorder:
         for old in self._spill:  # over the byte bound: the oldest snapshots go first
             if self._bytes <= self.max_bytes:
                 break
-            if old.snapshot_jpeg:
-                self._bytes -= len(old.snapshot_jpeg)
-                old.snapshot_jpeg = None
+            if old.snapshot_jpeg or old.frame_jpeg:
+                self._bytes -= len(old.snapshot_jpeg or b"") + len(old.frame_jpeg or b"")
+                old.snapshot_jpeg = old.frame_jpeg = None
                 self.snapshots_dropped += 1
         while len(self._spill) > self.max_items or self._bytes > self.max_bytes:
             gone = self._spill.popleft()

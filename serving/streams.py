@@ -102,12 +102,19 @@ class StreamManagerCore:
     # -- detectors and batchers ---------------------------------------------------------------
     def _load_detector(self, ref: str):
         from gpu.device import pick_device
-        from models.detection import Detector
+        from models.detection import Detector, DetectorSpec
         from registry.store import MlflowStore
 
         resolved = MlflowStore.from_settings().resolve(ref)
-        detector = Detector(rect=self.config.rect)
         try:
+            # `rect` saves compute, it is not a requirement: a version whose head is not cut
+            # (`output_format: decoded`, fixed square input) is servable, and the HTTP `see`
+            # replica serves it, so cameras run it square rather than refusing the version.
+            rect = self.config.rect and DetectorSpec.read(resolved.artifact_dir).dynamic_hw
+            if self.config.rect and not rect:
+                log.warning("streams: %s version %s has a fixed input size; its cameras run it on square "
+                            "(letterboxed) frames instead of rect", resolved.name, resolved.version)
+            detector = Detector(rect=rect)
             detector.load(resolved.artifact_dir, pick_device(self.config.device))
         except Exception as exc:
             raise ModelLoadError(f"{ref} failed to load for streams: {exc}") from exc

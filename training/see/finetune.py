@@ -120,7 +120,10 @@ def finetune(base_artifact: Path, data: DetectionData, work_dir: Path, params: F
     best = run_dir / "weights" / "best.pt"
     if not best.is_file():
         raise HubError(f"training finished without {best}")
-    onnx_path = Path(YOLO(str(best)).export(format="onnx", dynamic=True, simplify=True, imgsz=params.imgsz,
+    # A static export: its reshapes are constants, so `prepare_artifact` can cut the head before the
+    # decode and free batch, height and width itself. A dynamic=True export computes them at run
+    # time, the cut fails and the artifact falls back to a decoded, fixed-square output.
+    onnx_path = Path(YOLO(str(best)).export(format="onnx", dynamic=False, simplify=True, imgsz=params.imgsz,
                                             device="cpu"))
     base_spec = DetectorSpec.read(Path(base_artifact))
     artifact = work_dir / "artifact"
