@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
+from hub.backoff import backoff_s
 from hub.errors import HubError
 from hub.outbound import OutboundPolicy
 from hub.redact import redact_text, redact_url
@@ -269,7 +270,7 @@ class WebhookSender:
             self.queue.mark_delivered(delivery.delivery_id, now)
             return outcome
         tried = delivery.attempts + 1
-        backoff = min(self.policy.backoff_max_s, self.policy.backoff_initial_s * 2.0 ** (tried - 1))
+        backoff = backoff_s(tried, self.policy.backoff_initial_s, self.policy.backoff_max_s)
         if outcome.retry_after_s is not None:
             backoff = min(self.policy.backoff_max_s, max(backoff, outcome.retry_after_s))
         dead = outcome.final or tried >= self.policy.max_attempts

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hub.backoff import backoff_s
 from hub.contract import ModelInfo, run_batch, unwrap
 from hub.errors import ModelLoadError, RegistryUnavailable
 
@@ -89,7 +90,7 @@ class LoadAttempts:
         return f"retry in {delay:.0f} s"
 
     def backoff_s(self, failures: int) -> float:
-        return min(self.policy.backoff_max_s, self.policy.backoff_initial_s * 2.0 ** (failures - 1))
+        return backoff_s(failures, self.policy.backoff_initial_s, self.policy.backoff_max_s)
 
     def succeeded(self, key: str) -> None:
         self._transient.pop(key, None)
