@@ -23,6 +23,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from dataclasses import replace as with_fields
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -38,8 +39,11 @@ from pipelines.rules.base import Event
 from pipelines.sources import CameraState, Frame, FrameSource
 from pipelines.spill import SpillingRecorder
 from pipelines.stream_config import CameraPlan
-from pipelines.track import CameraTracker, detection_columns
+from pipelines.track import CameraTracker
 from pipelines.webhooks import WebhookSender
+
+if TYPE_CHECKING:  # the detector's package loads torch; the columns need only the type
+    from models.detection.detections import Detections
 
 log = logging.getLogger(__name__)
 
@@ -163,10 +167,10 @@ class CameraWorker:
                     self.counters.errors += 1
                     self.counters.last_error = f"{type(exc).__name__}: {exc}"
 
-    def handle(self, frame: Frame, detections) -> list[Event]:
+    def handle(self, frame: Frame, detections: Detections) -> list[Event]:
         """Track, apply every rule, emit events; runs on this camera's worker thread only."""
         h, w = frame.native_hw  # the camera's own pixels: zones, motion limits and events use them
-        xyxy, scores, names = detection_columns(detections)
+        xyxy, scores, names = detections.xyxy, detections.score, detections.class_name
         small_h, small_w = frame.image.shape[:2]
         if (small_h, small_w) != (h, w):  # detected on the smaller analysis copy of the frame
             xyxy = np.asarray(xyxy, dtype=np.float32) * np.array([w / small_w, h / small_h] * 2, dtype=np.float32)

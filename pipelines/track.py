@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import supervision as sv
@@ -22,11 +22,15 @@ from trackers import ByteTrackTracker
 
 from pipelines.zones import ClassMapping
 
+if TYPE_CHECKING:  # the detector's package loads torch; the columns need only the type
+    from models.detection.detections import Detections
+
 
 @dataclass(frozen=True, eq=False)  # holds arrays: identity, not value, equality
 class Tracked:
-    """Tracked objects of one frame, columnar: `xyxy (N,4)` pixels, `score (N,)`, `class_name (N,)`,
-    `track_id (N,)` (>= 0), plus the frame size so normalised zones can be resolved."""
+    """Tracked objects of one frame: the detector's columns under the detector's names (`xyxy (N,4)`
+    pixels, `score (N,)`, `class_name (N,)`, see `models.detection.Detections`) plus `track_id (N,)`
+    (>= 0) and the frame size, so normalised zones can be resolved."""
 
     xyxy: np.ndarray
     score: np.ndarray
@@ -140,23 +144,8 @@ class CameraTracker:
             height=int(height),
         )
 
-    def update_detections(self, detections: Any, *, ts_s: float, width: int, height: int) -> Tracked:
-        """Track the columnar output of `models.detection` (fields `xyxy`, scores, class names)."""
-        xyxy, scores, names = detection_columns(detections)
-        return self.update(xyxy, scores, names, ts_s=ts_s, width=width, height=height)
+    def update_detections(self, detections: Detections, *, ts_s: float, width: int, height: int) -> Tracked:
+        """Track one frame's output of `models.detection` (columns `xyxy`, `score`, `class_name`)."""
+        return self.update(detections.xyxy, detections.score, detections.class_name, ts_s=ts_s, width=width,
+                           height=height)
 
-
-def detection_columns(detections: Any) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(xyxy, scores, class names) of a detector result, whatever its field spelling."""
-    xyxy = np.asarray(detections.xyxy, dtype=np.float32).reshape(-1, 4)
-    for attr in ("score", "scores", "confidence"):
-        if getattr(detections, attr, None) is not None:
-            scores = np.asarray(getattr(detections, attr), dtype=np.float32).reshape(-1)
-            break
-    else:
-        scores = np.ones(len(xyxy), dtype=np.float32)
-    for attr in ("class_name", "class_names", "names", "labels"):
-        value = getattr(detections, attr, None)
-        if value is not None and not callable(value):
-            return xyxy, scores, [str(v) for v in value]
-    raise TypeError(f"{type(detections).__name__} has no class names column")

@@ -1,7 +1,7 @@
 """`Detections`: the columnar result of one frame (numpy arrays until the API edge).
 
 >>> d = detector.detect_arrays([frame])[0]
->>> d.xyxy.shape, d.class_id.dtype, d.class_names[:2]
+>>> d.xyxy.shape, d.class_id.dtype, d.class_name[:2]
 ((5, 4), dtype('int64'), ['bus', 'person'])
 >>> cars = d.filter(d.class_id == 2)
 """
@@ -37,7 +37,8 @@ class Detections:
         return len(self.score)
 
     @property
-    def class_names(self) -> list[str]:
+    def class_name(self) -> list[str]:
+        """Each box's class name: the column's name in `pipelines.track.Tracked`, `Box` and events too."""
         return [self.names[i] for i in self.class_id.tolist()]
 
     def filter(self, mask: np.ndarray) -> Detections:

@@ -126,7 +126,7 @@ def test_detect_arrays_is_columnar_and_frozen(detector):
     [d] = detector.detect_arrays([frame], classes=["person"], min_score=0.3)
     assert d.xyxy.dtype == np.float32 and d.xyxy.shape == (len(d), 4)
     assert d.class_id.dtype == np.int64 and d.score.dtype == np.float32
-    assert set(d.class_names) == {"person"} and (d.image_width, d.image_height) == (810, 1080)
+    assert set(d.class_name) == {"person"} and (d.image_width, d.image_height) == (810, 1080)
     with pytest.raises(ValueError):
         d.xyxy[0, 0] = 1.0
     with pytest.raises(InvalidInput):

@@ -60,7 +60,7 @@ def test_overhead_camera_maps_cell_phone_to_car_on_the_real_video(shared_dir, tm
     with av.open(str(Path(shared_dir) / "data/video/parking-lot-overhead.mp4")) as container:
         frames = [f.to_ndarray(format="rgb24") for i, f in enumerate(container.decode(video=0)) if i in (74, 75, 76)]
     raw = detector.detect_arrays(frames, min_score=0.1)
-    assert any("cell phone" in d.class_names for d in raw)
+    assert any("cell phone" in d.class_name for d in raw)
     tracker = CameraTracker(TrackerConfig(frame_rate_hz=12.5),
                             ClassMapping(rename={"cell phone": "car", "suitcase": "car"}, keep=frozenset({"car"})))
     outs = [tracker.update_detections(d, ts_s=i * 0.08, width=768, height=432) for i, d in enumerate(raw)]
