@@ -125,23 +125,49 @@ def test_bad_inputs_are_4xx_in_the_error_shape(hub_server, case, path, content_t
     COUNTS["hand-written"] += 1
 
 
-@pytest.mark.xfail(strict=False, reason="open in issue 12: Ray's state API needs the dashboard, which the hub "
-                   "now keeps off; the check must move to serve.status()")
-def test_no_replica_died_and_every_operation_got_its_cases(hub_server, tmp_path_factory):
-    from ray.util.state import list_actors
+def _plain(state) -> str:
+    return str(getattr(state, "value", state))  # Serve's status schema gives enum members or their values
 
-    dead = [a for a in list_actors(filters=[("state", "=", "DEAD")], limit=1000)
-            if "ServeReplica" in (a.get("class_name") or "")]
-    assert dead == [], dead
+
+def serve_replicas() -> tuple[set[str], dict[str, tuple[str, dict[str, int]]]]:
+    """The hub's live replicas and each deployment's (status, replica states), from the Serve
+    controller and the GCS (Ray's state API would need the dashboard, which the hub keeps off).
+
+    A replica's actor name carries its unique id (`SERVE_REPLICA::hub#<deployment>#<id>`): a replica
+    that crashed and was replaced comes back under a new name, even when the counts look the same."""
+    from ray import serve
+    from ray.util import list_named_actors
+
+    names = {a["name"] for a in list_named_actors(all_namespaces=True)
+             if a["name"].startswith("SERVE_REPLICA::hub#")}
+    deployments = serve.status().applications["hub"].deployments
+    states = {name: (_plain(d.status), {_plain(k): v for k, v in d.replica_states.items()})
+              for name, d in deployments.items()}
+    return names, states
+
+
+@pytest.fixture(scope="module", autouse=True)
+def replicas_before(hub_server):
+    """The replicas before the first fuzz case of this module."""
+    return serve_replicas()
+
+
+def test_no_replica_died_and_every_operation_got_its_cases(hub_server, replicas_before, tmp_path_factory):
+    names, states = serve_replicas()
+    gone = sorted(replicas_before[0] - names)  # a replica that crashed, even if Serve has replaced it since
+    unhealthy = {d: s for d, s in states.items() if s[0] != "HEALTHY" or set(s[1]) != {"RUNNING"}}
     with hub_server.client() as client:
         ready = client.get("/readyz")
-    assert ready.status_code == 200, ready.text
     generated = {k: v for k, v in COUNTS.items() if k != "hand-written"}
     report = {"cases_per_operation": dict(sorted(generated.items())), "hand_written": COUNTS["hand-written"],
-              "statuses": dict(STATUSES), "operations": len(generated), "dead_replicas": len(dead)}
+              "statuses": dict(STATUSES), "operations": len(generated), "replicas": len(names),
+              "dead_replicas": gone}
     out = Path(os.environ.get("HUB_FUZZ_REPORT") or tmp_path_factory.mktemp("fuzz") / "fuzz.json")
     out.write_text(json.dumps(report, indent=1))
     print("\nfuzz report:", json.dumps(report))
+    assert names and not gone, f"replicas died during the fuzzing: {gone} (replicas now: {sorted(names)})"
+    assert not unhealthy, f"deployments not healthy after the fuzzing: {unhealthy}"
+    assert ready.status_code == 200, ready.text
     if generated:  # the generated tests ran in this session (they may be deselected with -k)
         short = {k: v for k, v in generated.items() if v < CASES_PER_OPERATION}
         assert not short, f"operations with fewer than {CASES_PER_OPERATION} cases: {short}"
