@@ -17,8 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from hub.contract import WireModel
 from hub.errors import InvalidInput
 
 # Typical box heights of road users seen from a pole-mounted camera (about the physical height
@@ -192,15 +193,13 @@ def object_scale_m_per_px(xyxy: np.ndarray, class_names: Sequence[str]) -> np.nd
     return heights_m / np.maximum(boxes[:, 3] - boxes[:, 1], 1.0)
 
 
-class CalibrationSpec(BaseModel):
+class CalibrationSpec(WireModel):
     """A camera's calibration in its config: either `homography` (3x3, image pixels -> road-map
     units) or 4+ `image_points` with the matching `road_points` (e.g. lane-marking corners), plus
     `metres_per_unit` of the road map (1.0 when the road points are in metres).
 
     Example: `{"image_points": [[100, 500], [540, 500], [380, 200], [260, 200]],
     "road_points": [[0, 0], [7.5, 0], [7.5, 60], [0, 60]]}` (two lanes, 60 m of road)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     homography: list[list[float]] | None = Field(None, min_length=3, max_length=3)
     image_points: list[tuple[float, float]] | None = Field(None, min_length=4, max_length=64)

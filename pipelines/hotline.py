@@ -26,9 +26,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
-from hub.contract import Blob, ModelInfo, WireModel
+from hub.contract import Blob, ModelInfo, WireModel, validate_as
 from hub.errors import HubError, InvalidInput, Unprocessable
 from hub.yamlconfig import read_yaml_mapping
 
@@ -39,8 +39,8 @@ _PLACEHOLDERS = {"category", "department", "hotline"}
 
 # ---- configuration ------------------------------------------------------------------------------------
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Strict(WireModel):
+    model_config = ConfigDict(frozen=True)  # merged with WireModel's: unknown keys refused
 
 
 class LanguageTemplates(_Strict):
@@ -233,11 +233,7 @@ def capability_stage(capability: Any, info: ModelInfo) -> Stage:
     from hub.contract import run_batch, unwrap
 
     async def run(payload: dict) -> Any:
-        try:
-            request = capability.request_type.model_validate(payload)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            raise InvalidInput(f"{capability.name}: {first.get('msg')}", field=".".join(map(str, first["loc"]))) from exc
+        request = validate_as(capability.request_type, payload, capability.name)
         return unwrap((await asyncio.to_thread(run_batch, capability, [request], info))[0])
 
     return run

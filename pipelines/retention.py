@@ -21,8 +21,9 @@ import os
 import time
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from hub.contract import WireModel
 from pipelines.events import EventStore, frame_path
 
 log = logging.getLogger(__name__)
@@ -33,8 +34,7 @@ _PRUNABLE = ("ended_ts IS NOT NULL AND event_id NOT IN (SELECT f.event_id FROM d
              "ON f.seq = d.seq WHERE d.delivered_wall IS NULL AND d.failed = 0)")
 
 
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+_Spec = WireModel  # unknown keys are refused (one strict base: hub.contract)
 
 
 class StoreLimit(_Spec):

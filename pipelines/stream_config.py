@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from hub.contract import WireModel
 from hub.errors import InvalidInput
 from hub.outbound import OutboundPolicy, check_ffmpeg_options
 from hub.yamlconfig import read_yaml_mapping
@@ -31,8 +32,7 @@ from pipelines.zones import VEHICLE_CLASSES, ClassMapping, Zone
 DEFAULT_MODEL = "models:/yolov8n-coco@champion"
 
 
-class _Wire(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+_Wire = WireModel  # unknown fields are refused, not ignored (one strict base: hub.contract)
 
 
 class ZoneSpec(_Wire):

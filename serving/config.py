@@ -9,14 +9,13 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from hub.contract import WireModel
 from hub.yamlconfig import read_yaml_mapping
 from registry.ref import ModelRef
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+_Strict = WireModel  # unknown keys are refused (one strict base: hub.contract)
 
 
 class BatchConfig(_Strict):

@@ -19,13 +19,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
 from ray import serve
 
 # the one device picker of the project (issue 18)
 from gpu.device import pick_device
-from hub.contract import ModelInfo, run_batch, unwrap
-from hub.errors import HubError, InvalidInput, ModelNotFound, NotReady, RegistryUnavailable
+from hub.contract import ModelInfo, run_batch, unwrap, validate_as
+from hub.errors import HubError, ModelNotFound, NotReady, RegistryUnavailable
 from hub.settings import apply_runtime_env
 from serving.batching import Batcher, BatchSettings
 from serving.lifecycle import LoadAttempts, RegistryState, is_transient, load_and_warm
@@ -38,12 +37,6 @@ class Loaded:
     capability: Any
     info: ModelInfo
     loaded_at_s: float
-
-
-def validation_error(exc: ValidationError) -> InvalidInput:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first.get("loc", ())) or None
-    return InvalidInput(f"{where or 'body'}: {first.get('msg')}", field=where)
 
 
 class CapabilityServer:
@@ -165,10 +158,7 @@ class CapabilityServer:
     def parse(self, payload: Any) -> Any:
         if isinstance(payload, self.cls.request_type):
             return payload
-        try:
-            return self.cls.request_type.model_validate(payload)
-        except ValidationError as exc:
-            raise validation_error(exc) from exc
+        return validate_as(self.cls.request_type, payload)
 
     def run(self, requests: list) -> list:
         active = self.active
@@ -303,10 +293,7 @@ class CapabilityDeployment:
         spec = next((s for s in routes.values() if s[1] == method), None)
         if spec is None or self.server.active is None:
             raise NotReady(f"{self.server.name} cannot serve {method} now")
-        try:
-            request = spec[0].model_validate(payload)
-        except ValidationError as exc:
-            raise validation_error(exc) from exc
+        request = validate_as(spec[0], payload)
         result = await asyncio.to_thread(getattr(self.server.active.capability, method), request)
         return result.model_dump(mode="json") if hasattr(result, "model_dump") else result
 

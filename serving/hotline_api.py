@@ -14,8 +14,8 @@ from functools import cache
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import ValidationError
 
+from hub.contract import validate_as
 from hub.errors import InvalidInput
 from pipelines.hotline import HotlineCallRequest, HotlineConfig, HotlineStages, handle_call
 from serving.calls import call, current_config, read_body
@@ -82,11 +82,6 @@ async def hotline_call(request: Request) -> dict:
     """A recorded citizen call in; transcript, category, department, similar cases, reply text and reply
     audio (base64) out, with the model version of each stage."""
     payload = await _call_payload(request)
-    try:
-        call_request = HotlineCallRequest.model_validate(payload)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or None
-        raise InvalidInput(f"{where or 'body'}: {first.get('msg')}", field=where) from exc
+    call_request = validate_as(HotlineCallRequest, payload)
     response = await handle_call(call_request, handle_stages(), hotline_config())
     return response.model_dump(mode="json")

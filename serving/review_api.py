@@ -10,14 +10,14 @@ The reviewer recorded is the name of the API key (or of the browser session's ke
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
-from hub.errors import InvalidInput
+from hub.contract import WireModel, validate_as
+from serving.body import parse_json
 from serving.calls import call
 from serving.handles import get_handle
 
@@ -25,9 +25,7 @@ router = APIRouter(prefix="/v1", tags=["review"])
 TIMEOUT_S = 30.0
 
 
-class ReviewBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ReviewBody(WireModel):
     action: Literal["confirm", "reject"]
     note: str | None = Field(default=None, max_length=1000)
 
@@ -37,14 +35,7 @@ async def _call(response: Any) -> Any:
 
 
 def parse_review(raw: bytes) -> ReviewBody:
-    try:
-        return ReviewBody.model_validate(json.loads(raw or b"{}"))
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(f"body is not JSON: {exc}") from None
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or None
-        raise InvalidInput(f"{where or 'body'}: {first.get('msg')}", field=where) from None
+    return validate_as(ReviewBody, parse_json(raw or b"{}"))
 
 
 async def submit_review(request: Request, event_id: str, body: ReviewBody) -> dict:

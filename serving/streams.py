@@ -21,21 +21,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
 from ray import serve
 
+from hub.contract import validate_as
 from hub.errors import InvalidInput, ModelLoadError
 from hub.redact import has_credentials, redact_url, url_secrets
 from hub.settings import apply_runtime_env, has_refs, resolve_refs, webhook_signing_key
 
 log = logging.getLogger("ray.serve")
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _spec_error(exc: ValidationError) -> InvalidInput:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first.get("loc", ())) or None
-    return InvalidInput(f"{where or 'body'}: {first.get('msg')}", field=where)
 
 
 class StreamManagerCore:
@@ -53,10 +47,7 @@ class StreamManagerCore:
         from pipelines.webhooks import WebhookSender
 
         settings = apply_runtime_env()
-        try:
-            config = StreamsConfig.model_validate(_resolve_paths(options or {})).resolved()
-        except ValidationError as exc:
-            raise _spec_error(exc) from exc
+        config = validate_as(StreamsConfig, _resolve_paths(options or {})).resolved()
         self.config = config
         self.settings = settings
         self.data_dir = Path(data_dir or settings.data_dir)
@@ -195,10 +186,7 @@ class StreamManagerCore:
     def add_stream(self, payload: dict, *, persist: bool = True, replace: bool = False) -> dict:
         from pipelines.stream_config import CameraSpec
 
-        try:
-            spec = CameraSpec.model_validate(payload)
-        except ValidationError as exc:
-            raise _spec_error(exc) from exc
+        spec = validate_as(CameraSpec, payload)
         stats = self._start(spec, replace=replace)
         if persist and self.config.persist_cameras:
             self._api_cameras[spec.camera_id] = _persistable(spec.model_dump(mode="json"))

@@ -16,8 +16,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
+from hub.contract import WireModel
 from hub.errors import InvalidInput
 from hub.yamlconfig import read_yaml_mapping
 
@@ -26,10 +27,10 @@ DEFAULT_CONFIG = REPO / "configs" / "listen.yaml"
 HOTWORDS_FILE = "hotwords.json"
 
 
-class ListenVocabularyConfig(BaseModel):
+class ListenVocabularyConfig(WireModel):
     """configs/listen.yaml."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)  # merged with WireModel's: unknown keys refused
 
     language: str = "zh"
     prompt: str = "以下是普通话的句子。"
