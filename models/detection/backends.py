@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from gpu.device import compute_dtype, configure_cuda, is_cuda
+from gpu.onnx import onnx_providers
 from hub.errors import ModelLoadError
 from models.detection.artifact import DetectorSpec
 from models.detection.decode import decode_heads
@@ -52,12 +53,7 @@ class OrtBackend:
         # Idle ORT workers spin by default; beside camera decoders (and other services) on a few
         # cores, spinning steals the CPU the next batch needs.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        providers = ["CPUExecutionProvider"]
-        if is_cuda(device) and "CUDAExecutionProvider" in ort.get_available_providers():
-            index = torch.device(device).index or 0
-            providers = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
-        elif is_cuda(device):
-            log.warning("onnxruntime has no CUDA provider here; the ONNX backend runs on CPU (use backend='torch')")
+        providers = onnx_providers(device, "the detector's ONNX backend (use backend='torch')")
         try:
             self.session = ort.InferenceSession(str(Path(artifact_dir) / spec.model_file), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types

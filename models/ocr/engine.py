@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from gpu.onnx import CPU, onnx_providers
 from hub.errors import ModelLoadError
 from models.ocr.geometry import DbParams, crop_line, db_boxes, drop_tiny, reading_order
 
@@ -119,17 +120,6 @@ class Recognized:
     char_scores: tuple[float, ...]
 
 
-def _providers(device: str) -> list[str]:
-    import onnxruntime as ort
-
-    available = ort.get_available_providers()
-    if device.startswith("cuda"):
-        if "CUDAExecutionProvider" in available:
-            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-        log.warning("device %s asked but onnxruntime has no CUDA provider; running OCR on CPU", device)
-    return ["CPUExecutionProvider"]
-
-
 class PpOcrEngine:
     """The three PP-OCR ONNX models with batched recognition (see module docstring)."""
 
@@ -139,8 +129,8 @@ class PpOcrEngine:
         self.config = config
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        providers = _providers(device)
-        on_gpu = providers[0] == "CUDAExecutionProvider"
+        providers = onnx_providers(device, "OCR")
+        on_gpu = providers[0] != CPU
         # On CPU a recognition call is memory bound past about one 320-px line per core (measured:
         # 2 cores best at 2 lines, 16 cores at 16), so chunks follow the core count.
         cpu_px = min(config.rec_batch_px_cpu, 320 * max(2, os.cpu_count() or 1))
