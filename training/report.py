@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from training.metrics import wilson_interval
+
 if TYPE_CHECKING:
-    from training.textcls import TrainResult
+    from training.results import TrainResult
 
 _CJK_FONTS = ("WenQuanYi Zen Hei", "Noto Sans CJK SC", "Noto Sans SC", "SimHei")
 
@@ -49,16 +51,6 @@ def save_confusion_png(confusion: np.ndarray, classes: tuple[str, ...], path: Pa
         fig.savefig(path, dpi=110)
         plt.close(fig)
     return path
-
-
-def wilson_interval(accuracy: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of an accuracy measured on `n` items (79 held-out messages: about
-    +-0.08 around 0.85, which is why CV over all rows is the number the candidates are chosen by)."""
-    if n <= 0:
-        return 0.0, 1.0
-    centre = (accuracy + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * ((accuracy * (1 - accuracy) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def _pct(x: float | None) -> str:

@@ -19,7 +19,7 @@ import json
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,78 +30,23 @@ from models.textcls.cases import Case, CaseIndex
 from models.textcls.config import ReasonConfig
 from models.textcls.encoder import E5Encoder, EncoderSpec
 from models.textcls.heads import Head, softmax
-from training.candidates import FAST, NAMES, BertParams, make_candidate
+from training.candidates import FAST, make_candidate
 from training.data import LabelledData, check_trainable, load_labelled, load_reply_cases, stratified_split
+from training.gate import decide, evaluate_artifact
 from training.metrics import (
-    ClassMetrics,
     classification_metrics,
     expected_calibration_error,
     fit_temperature,
     retrieval_agreement,
+    wilson_interval,
 )
-from training.report import wilson_interval
+from training.report import model_card
+from training.results import CandidateResult, TrainConfig, TrainResult
+from training.tracking import experiment_id, log_training, write_mlmodel
 
 DEFAULT_DATA = ("data", "text", "gov_messages_labelled.csv")
 REPLY_CASES = ("data", "text", "gov_messages_with_replies.csv")
 CHAR_VECTORS = ("models", "text")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    candidates: tuple[str, ...] = NAMES
-    folds: int = 5
-    heldout_fraction: float = 0.2
-    seed: int = 0
-    bert: BertParams = field(default_factory=BertParams)
-    progress: bool = True
-
-
-@dataclass(frozen=True)
-class CandidateResult:
-    name: str
-    params: dict[str, Any]
-    cv: ClassMetrics  # out-of-fold over all rows
-    cv_accuracy_std: float  # across folds
-    heldout: ClassMetrics  # fitted on the train split, scored on the held-out split
-    temperature: float
-    ece_raw: float
-    ece_calibrated: float
-    fit_s: float
-    head: Head = field(repr=False)
-    heldout_probs: np.ndarray = field(repr=False)
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    data: LabelledData
-    config: TrainConfig
-    train_rows: np.ndarray
-    test_rows: np.ndarray
-    candidates: dict[str, CandidateResult]
-    best_name: str
-    retrieval: dict[str, float]
-    review: dict[str, Any]
-    case_count: int
-    reply_case_count: int
-    encoder_spec: EncoderSpec
-    metadata: dict[str, Any]
-    artifact_dir: Path
-
-    @property
-    def best(self) -> CandidateResult:
-        return self.candidates[self.best_name]
-
-    def metrics(self) -> dict[str, Any]:
-        """Every number of the run, JSON-ready (metrics.json of the artifact)."""
-        low, high = wilson_interval(self.best.heldout.accuracy, len(self.test_rows))
-        out: dict[str, Any] = {"selected": self.best_name, "retrieval": self.retrieval, "review": self.review,
-                               "heldout_n": len(self.test_rows), "heldout_accuracy_ci95": [low, high]}
-        for name, c in self.candidates.items():
-            out[name] = {**c.cv.as_dict("cv_"), **c.heldout.as_dict("heldout_"), "cv_accuracy_std": c.cv_accuracy_std,
-                         "temperature": c.temperature, "ece_raw": c.ece_raw, "ece_calibrated": c.ece_calibrated,
-                         "fit_s": c.fit_s, "cv_confusion": c.cv.confusion.tolist(),
-                         "heldout_confusion": c.heldout.confusion.tolist(), "params": c.params}
-        return out
 
 
 def _progress(items, enabled: bool, **kwargs):
@@ -167,8 +112,6 @@ def train(data: LabelledData, out_dir: Path, config: TrainConfig = TrainConfig()
     """Evaluate every candidate, write the best one as a complete artifact into `out_dir`."""
     from models.textcls.artifact import write_artifact
     from models.textcls.capability import prepare_text
-    from training.report import model_card
-    from training.tracking import write_mlmodel
 
     check_trainable(data, config.folds, config.heldout_fraction)
     runtime = ReasonConfig.load()
@@ -271,7 +214,6 @@ def _score_champion(store, name: str, champion_version: str | None, gate: _GateI
                     echo) -> tuple[Any, str | None]:
     """(champion's held-out score or None, why the gate must not promote on its own or None)."""
     from hub.errors import HubError
-    from training.gate import evaluate_artifact
 
     if champion_version is None:
         return None, None
@@ -290,7 +232,6 @@ def _score_champion(store, name: str, champion_version: str | None, gate: _GateI
 def _gate(store, name: str, version: str, champion_version: str | None, result: TrainResult, cache_dir: Path,
           min_delta: float, echo):
     """Score challenger and champion on the same held-out rows and decide (`training.gate.decide`)."""
-    from training.gate import decide, evaluate_artifact
 
     gate = _GateInputs([result.data.texts[i] for i in result.test_rows],
                        [result.data.labels[i] for i in result.test_rows], result.data.classes)
@@ -339,7 +280,6 @@ def run_pipeline(data_path: Path, *, text_col: str = "text", label_col: str = "c
 
     from hub.settings import apply_runtime_env
     from registry.store import MlflowStore
-    from training.tracking import experiment_id, log_training
 
     settings = apply_runtime_env()
     data = load_labelled(Path(data_path), text_col, label_col, max_rows=max_rows, seed=config.seed)

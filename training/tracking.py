@@ -13,8 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from training.report import save_confusion_png
+
 if TYPE_CHECKING:
-    from training.textcls import TrainResult
+    from training.results import TrainResult
 
 EXAMPLE_FILE = "input_example.json"
 
@@ -51,7 +53,6 @@ def log_training(result: TrainResult, work_dir: Path) -> dict[str, str]:
     """Log the run's candidates as nested runs of the active run; returns candidate -> run id."""
     import mlflow
 
-    from training.report import save_confusion_png
 
     data = result.data
     mlflow.log_params(_params({

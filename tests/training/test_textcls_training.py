@@ -19,8 +19,7 @@ from tests.models.test_textcls_support import (
 from training.candidates import BertParams, make_candidate
 from training.data import check_trainable, load_labelled, load_reply_cases, stratified_split
 from training.gate import Score, decide
-from training.metrics import expected_calibration_error, fit_temperature, retrieval_agreement
-from training.report import wilson_interval
+from training.metrics import expected_calibration_error, fit_temperature, retrieval_agreement, wilson_interval
 from training.textcls import TrainConfig, run_pipeline, train
 
 TINY_BERT = BertParams(hidden_size=32, layers=1, heads=2, intermediate_size=64, max_len=48, epochs=3,
