@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Protocol, TypeVar, runtime_checkable
+from typing import Annotated, Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, ValidationError
 
@@ -35,6 +36,7 @@ class WireModel(BaseModel):
 
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 
 def invalid_input(exc: ValidationError, context: str | None = None) -> InvalidInput:
@@ -109,6 +111,30 @@ class Capability(Protocol[Req, Resp]):
     def sample_request(self) -> Req: ...
 
     def predict_batch(self, requests: Sequence[Req]) -> list[Resp | HubError]: ...
+
+
+@dataclass
+class BatchItems(Generic[T]):
+    """A batch after each request's own checks (`prepare_each`): `out` holds, per request, its
+    `HubError` or None (still to answer); `items[k]` is what request `slots[k]` prepared into."""
+
+    out: list[Any]
+    slots: list[int] = field(default_factory=list)
+    items: list[T] = field(default_factory=list)
+
+
+def prepare_each(requests: Sequence[Any], prepare: Callable[[Any], T]) -> BatchItems[T]:
+    """Run `prepare` on every request of a batch; a `HubError` fails only its own request (a corrupt
+    image among good ones), the good ones go on to the batched model call together."""
+    batch: BatchItems[T] = BatchItems(out=[None] * len(requests))
+    for i, request in enumerate(requests):
+        try:
+            batch.items.append(prepare(request))
+        except HubError as exc:
+            batch.out[i] = exc
+        else:
+            batch.slots.append(i)
+    return batch
 
 
 def run_batch(capability: Capability, requests: Sequence[Any], info: ModelInfo) -> list[Any]:

@@ -41,7 +41,7 @@ import numpy as np
 import soundfile as sf
 from pydantic import Field, StringConstraints, field_validator
 
-from hub.contract import Blob, Response, WireModel
+from hub.contract import Blob, Response, WireModel, prepare_each
 from hub.errors import HubError, ModelLoadError, Unprocessable
 from models.asr.backends import (
     SAMPLE_RATE_HZ,
@@ -184,17 +184,16 @@ class SpeechRecognizer:
     def predict_batch(self, requests: Sequence[ListenRequest]) -> list[ListenResponse | HubError]:
         if self.backend is None:
             raise ModelLoadError("listen: load() was not called")
-        results: list[ListenResponse | HubError | None] = [None] * len(requests)
-        todo: list[tuple[int, np.ndarray, str | None, tuple[str, ...]]] = []
-        for i, request in enumerate(requests):
-            try:
-                language = check_language_code(request.language, self.backend.languages)
-                self._refuse_unknown_language(language)
-                clip = decode_audio(request.audio, sample_rate_hz=SAMPLE_RATE_HZ, max_duration_s=self.settings.max_duration_s)
-                extra = tuple(w.strip() for w in request.hotwords or () if w.strip())
-                todo.append((i, clip.samples, language, extra))
-            except HubError as exc:
-                results[i] = exc
+
+        def prepare(request: ListenRequest) -> tuple[np.ndarray, str | None, tuple[str, ...]]:
+            language = check_language_code(request.language, self.backend.languages)
+            self._refuse_unknown_language(language)
+            clip = decode_audio(request.audio, sample_rate_hz=SAMPLE_RATE_HZ, max_duration_s=self.settings.max_duration_s)
+            return clip.samples, language, tuple(w.strip() for w in request.hotwords or () if w.strip())
+
+        batch = prepare_each(requests, prepare)
+        results = batch.out
+        todo = [(i, *item) for i, item in zip(batch.slots, batch.items, strict=True)]
         if todo:
             try:
                 transcripts = self.backend.transcribe_batch([t[1] for t in todo], [t[2] for t in todo],

@@ -17,7 +17,7 @@ from pydantic import Field
 from gpu.collate import DeviceCollator, Letterbox, boxes_to_source, letterbox_params
 from gpu.device import is_cuda, pick_device, warm_up
 from gpu.nms import batched_nms
-from hub.contract import Blob, Response, WireModel
+from hub.contract import Blob, Response, WireModel, prepare_each
 from hub.errors import HubError, InvalidInput, ModelLoadError, NotReady
 from hub.media import PixelBudget, decode_image
 from models.detection.artifact import SAMPLE_FILE, DetectorSpec
@@ -165,25 +165,22 @@ class Detector:
     # ------------------------------------------------------------------ wire path
     def predict_batch(self, requests: Sequence[SeeRequest]) -> list[SeeResponse | HubError]:
         self._require()
-        out: list[SeeResponse | HubError | None] = [None] * len(requests)
-        frames, slots = [], []
         budget = PixelBudget()  # the decoded pixels of one batch are capped, not only each image's
-        for i, req in enumerate(requests):
-            try:
-                self._class_ids(req.classes)  # unknown names are this item's error, not the batch's
-                frames.append(decode_image(req.image, field="image", budget=budget))
-                slots.append(i)
-            except HubError as exc:
-                out[i] = exc
-        if frames:
-            floor = min(requests[i].min_score for i in slots)
-            for i, det in zip(slots, self.detect_arrays(frames, min_score=floor), strict=True):
+
+        def prepare(req: SeeRequest) -> np.ndarray:
+            self._class_ids(req.classes)  # unknown names are this item's error, not the batch's
+            return decode_image(req.image, field="image", budget=budget)
+
+        batch = prepare_each(requests, prepare)
+        if batch.items:
+            floor = min(requests[i].min_score for i in batch.slots)
+            for i, det in zip(batch.slots, self.detect_arrays(batch.items, min_score=floor), strict=True):
                 req = requests[i]
                 keep = det.score > req.min_score  # strict, like the NMS threshold
                 if req.classes is not None:
                     keep &= np.isin(det.class_id, self._class_ids(req.classes))
-                out[i] = SeeResponse.from_detections(det.filter(keep))
-        return out  # type: ignore[return-value]
+                batch.out[i] = SeeResponse.from_detections(det.filter(keep))
+        return batch.out
 
     def _class_ids(self, classes: Sequence[str] | None) -> list[int] | None:
         if classes is None:

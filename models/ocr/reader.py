@@ -18,7 +18,7 @@ from typing import ClassVar, Literal
 import cv2
 import numpy as np
 
-from hub.contract import Blob, Response, WireModel
+from hub.contract import Blob, Response, WireModel, prepare_each
 from hub.errors import HubError
 from hub.media import PixelBudget, decode_image, encode_jpeg
 from models.ocr.checksums import redact
@@ -110,18 +110,13 @@ class OcrReader:
 
     def predict_batch(self, requests: Sequence[ReadRequest]) -> list[ReadResponse | HubError]:
         started = time.perf_counter()
-        out: list[ReadResponse | HubError | None] = [None] * len(requests)
-        images, slots = [], []
         budget = PixelBudget()  # the decoded pixels of one batch are capped, not only each image's
-        for i, request in enumerate(requests):
-            try:
-                images.append(decode_image(request.image, budget=budget))
-                slots.append(i)
-            except HubError as exc:  # a corrupt or oversized image fails only its own request
-                out[i] = exc
+        # a corrupt or oversized image fails only its own request
+        batch = prepare_each(requests, lambda request: decode_image(request.image, budget=budget))
+        images, out = batch.items, batch.out
         # Images are decoded and read here and dropped with this frame: nothing is kept.
         pages = self.engine.read(images, batched=self.batched)
-        for i, lines in zip(slots, pages, strict=True):
+        for i, lines in zip(batch.slots, pages, strict=True):
             out[i] = self._respond(lines, requests[i].document_type)
         log.info(
             "read %d image(s), %d line(s), types %s in %.0f ms",
@@ -130,7 +125,7 @@ class OcrReader:
             [r.document_type for r in out if isinstance(r, ReadResponse)],
             1000 * (time.perf_counter() - started),
         )
-        return out  # type: ignore[return-value]
+        return out
 
     def _respond(self, lines: list[OcrLine], requested: str | None) -> ReadResponse:
         page = Page.from_lines(lines)

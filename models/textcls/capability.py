@@ -20,6 +20,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from hub.contract import prepare_each
 from hub.errors import HubError, InvalidInput, ModelLoadError, PayloadTooLarge
 from models.textcls.artifact import read_hub_json
 from models.textcls.cases import Case, CaseIndex, CaseJournal
@@ -123,19 +124,10 @@ class HotlineClassifier:
 
     def predict_batch(self, requests: Sequence[ReasonRequest]) -> list[ReasonResponse | HubError]:
         self._sync_journal()
-        out: list[ReasonResponse | HubError | None] = [None] * len(requests)
-        good: list[int] = []
-        texts: list[str] = []
-        cut: list[bool] = []
-        for i, request in enumerate(requests):
-            try:
-                text, truncated = self._check(request)
-            except HubError as exc:
-                out[i] = exc
-                continue
-            good.append(i)
-            texts.append(text)
-            cut.append(truncated)
+        batch = prepare_each(requests, self._check)
+        out, good = batch.out, batch.slots
+        texts = [text for text, _ in batch.items]
+        cut = [truncated for _, truncated in batch.items]
         if good:
             vectors = self.encoder.encode(texts)
             probs = self.classify(texts, vectors)
@@ -145,7 +137,7 @@ class HotlineClassifier:
             hits = self.cases.search(vectors, k_cases)
             for row, i in enumerate(good):
                 out[i] = self._answer(requests[i], probs[row], hits[row], cut[row])
-        return out  # type: ignore[return-value]
+        return out
 
     def _answer(self, request: ReasonRequest, probs: np.ndarray, hits: list[tuple[Case, float]],
                 truncated: bool) -> ReasonResponse:
