@@ -309,9 +309,8 @@ async def predict(capability: str, request: Request) -> Any:
 async def _payload(request: Request, capability: str) -> Any:
     body = await read_body(request, current_config().http.max_body_bytes)
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-    # curl -d sends JSON as x-www-form-urlencoded unless told otherwise: accept it
-    looks_json = content_type == "application/x-www-form-urlencoded" and body.lstrip()[:1] == b"{"
-    if content_type == "application/json" or looks_json:
+    # (urlencoded bodies never get here: serving/guard.py answers them 415, a CSRF defence)
+    if content_type == "application/json":
         return parse_json(body)
     upload_field = (await _schema(capability)).get("upload_field")
     if upload_field is None:
