@@ -4,10 +4,8 @@ and the flaky one gets every event exactly once per phase, in order."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -16,6 +14,7 @@ from hub.outbound import OutboundPolicy
 from pipelines.events import EventStore
 from pipelines.rules.base import Event
 from pipelines.webhooks import DeliveryQueue, WebhookPolicy, WebhookSender, classify
+from tests.webhook_receiver import WebhookReceiver
 
 LOCAL = OutboundPolicy(allow=("127.0.0.1/32",), webhook_http=True)
 FAST = WebhookPolicy(timeout_s=30.0, backoff_initial_s=0.02, backoff_max_s=0.1, poll_s=0.02, max_attempts=50)
@@ -27,44 +26,10 @@ def event(i: int, phase: str) -> Event:
                  score=0.9, class_name="car", phase=phase, fired_ts=10.0 * i + 1)
 
 
-class Receiver:
-    """A receiver on 127.0.0.1. `answer(n)` gives the status of the n-th request (1-based); bodies of
-    2xx answers are kept in `received`. `hold` (an Event) makes every request wait until it is set."""
-
-    def __init__(self, answer, hold: threading.Event | None = None) -> None:
-        self.answer = answer
-        self.hold = hold
-        self.received: list[tuple[str, str]] = []
-        self.attempts = 0
-        self._lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                if receiver.hold is not None:
-                    receiver.hold.wait(60)
-                with receiver._lock:
-                    receiver.attempts += 1
-                    status = receiver.answer(receiver.attempts)
-                    if 200 <= status < 300:
-                        receiver.received.append((body["event_id"], body["phase"]))
-                self.send_response(status)
-                if status == 429:
-                    self.send_header("Retry-After", "0")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+def Receiver(answer, hold: threading.Event | None = None) -> WebhookReceiver:
+    """Keeps (event_id, phase) of each delivered event; `answer(n)` is the n-th request's status."""
+    return WebhookReceiver(lambda posted: answer(posted.n), keep=lambda body: (body["event_id"], body["phase"]),
+                           hold=hold)
 
 
 def wait_for(predicate, limit_s: float = 30.0) -> None:
@@ -131,7 +96,7 @@ def test_slow_gone_and_flaky_receivers_each_get_their_own_queue(tmp_path):
                                                      "failed": len(expected)})
 
         # The receiver is fixed; ops replay its dead letters, which go out in their original order.
-        gone.answer = lambda n: 204
+        gone.answer = lambda posted: 204
         assert queue.replay(url=gone.url) == len(expected)
         sender.wake()
         wait_for(lambda: gone.received == expected)

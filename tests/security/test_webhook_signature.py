@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -18,6 +15,7 @@ from hub.outbound import OutboundPolicy
 from pipelines.events import EventStore, verify_webhook
 from pipelines.rules.base import Event
 from pipelines.webhooks import WebhookPolicy, WebhookSender
+from tests.webhook_receiver import WebhookReceiver
 
 LOCAL = OutboundPolicy(allow=("127.0.0.1/32",), webhook_http=True)
 TOLERANCE_S = 300
@@ -31,36 +29,11 @@ def receiver_verifies(secret: str, body: bytes, signature: str, timestamp: str) 
     return hmac.compare_digest(expected, signature)
 
 
-class VerifyingReceiver:
+def verifying_receiver(secret: str) -> WebhookReceiver:
     """Answers 204 to a request whose signature verifies with `secret`, 401 otherwise."""
-
-    def __init__(self, secret: str) -> None:
-        self.accepted: list[dict] = []
-        self.refused = 0
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                ok = receiver_verifies(secret, body, self.headers.get("X-Hub-Signature-256", ""),
-                                       self.headers.get("X-Hub-Timestamp", "0"))
-                if ok:
-                    receiver.accepted.append(json.loads(body))
-                else:
-                    receiver.refused += 1
-                self.send_response(204 if ok else 401)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    return WebhookReceiver(lambda posted: 204 if receiver_verifies(
+        secret, posted.body, posted.headers.get("X-Hub-Signature-256", ""), posted.headers.get("X-Hub-Timestamp", "0"))
+        else 401)
 
 
 def event(event_id: str) -> Event:
@@ -79,7 +52,7 @@ CASES = [
 
 @pytest.mark.parametrize("case,receiver_secret,own,default,accepted", CASES, ids=[c[0] for c in CASES])
 def test_receiver_verifies_signed_deliveries(tmp_path, case, receiver_secret, own, default, accepted):
-    receiver = VerifyingReceiver(receiver_secret)
+    receiver = verifying_receiver(receiver_secret)
     store = EventStore.open(tmp_path)
     sender = WebhookSender(store, WebhookPolicy(max_attempts=1), outbound=LOCAL, default_secret=default)
     sender.set_secret(receiver.url, own)
@@ -88,8 +61,8 @@ def test_receiver_verifies_signed_deliveries(tmp_path, case, receiver_secret, ow
         with httpx.Client(timeout=5) as client:
             delivered = sender.deliver_due(client)
         assert delivered == int(accepted)
-        assert [e["event_id"] for e in receiver.accepted] == (["e1"] if accepted else [])
-        assert receiver.refused == int(not accepted)
+        assert [e["event_id"] for e in receiver.received] == (["e1"] if accepted else [])
+        assert receiver.attempts - len(receiver.received) == int(not accepted)  # refused with 401
     finally:
         receiver.close()
         store.close()
@@ -97,31 +70,18 @@ def test_receiver_verifies_signed_deliveries(tmp_path, case, receiver_secret, ow
 
 def test_replayed_or_tampered_delivery_is_refused(tmp_path):
     """A captured delivery sent again later, or with its body changed, does not verify."""
-    secret, seen = "receiver-own-secret-0123", []
-
-    class Capture(BaseHTTPRequestHandler):
-        def do_POST(self):
-            seen.append((self.rfile.read(int(self.headers["Content-Length"])), dict(self.headers)))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Capture)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    secret = "receiver-own-secret-0123"
+    receiver = WebhookReceiver(lambda posted: 204)
     store = EventStore.open(tmp_path)
     sender = WebhookSender(store, WebhookPolicy(max_attempts=1), outbound=LOCAL, default_secret=secret)
     try:
-        store.record(event("e2"), webhooks=[url])
+        store.record(event("e2"), webhooks=[receiver.url])
         with httpx.Client(timeout=5) as client:
             assert sender.deliver_due(client) == 1
     finally:
-        server.shutdown()
-        server.server_close()
+        receiver.close()
         store.close()
-    body, headers = seen[0]
+    body, headers = receiver.requests[0].body, receiver.requests[0].headers
     signature, timestamp = headers["X-Hub-Signature-256"], headers["X-Hub-Timestamp"]
     assert receiver_verifies(secret, body, signature, timestamp)
     assert verify_webhook(secret, body, signature, timestamp)  # the hub's own helper agrees
@@ -135,14 +95,14 @@ def test_replayed_or_tampered_delivery_is_refused(tmp_path):
 
 def test_sender_refuses_a_receiver_the_policy_forbids(tmp_path):
     """Checked at each attempt: a loopback receiver under the default policy is dead-lettered at once."""
-    receiver = VerifyingReceiver("receiver-own-secret-0123")
+    receiver = verifying_receiver("receiver-own-secret-0123")
     store = EventStore.open(tmp_path)
     sender = WebhookSender(store, WebhookPolicy(max_attempts=5), default_secret="receiver-own-secret-0123")
     try:
         store.record(event("e3"), webhooks=[receiver.url])
         with httpx.Client(timeout=5) as client:
             assert sender.deliver_due(client) == 0
-        assert receiver.accepted == [] and receiver.refused == 0
+        assert receiver.received == [] and receiver.attempts == 0
         dead = sender.queue.dead_letters()
         assert len(dead) == 1 and "scheme http://" in dead[0]["last_error"]
     finally:

@@ -9,13 +9,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -24,6 +21,7 @@ import yaml
 from hub.settings import reset_settings
 from tests.pipelines import synth_video
 from tests.serving.conftest import Hub, free_port
+from tests.webhook_receiver import WebhookReceiver
 
 # These tests start, stop and restart a hub of their own inside this process, which would also stop the
 # session's shared hub: scripts/test.sh runs them in a pytest process of their own (marker own_hub).
@@ -111,37 +109,10 @@ def home(tmp_path_factory, shared_dir):
         subprocess.run(["umount", "-l", str(data)], check=False)
 
 
-class Receiver:
-    """A webhook receiver on 127.0.0.1: `answer(n)` is the status of its n-th request; 2xx bodies are
-    kept as (event_id, phase, end_reason)."""
-
-    def __init__(self, answer) -> None:
-        self.answer = answer
-        self.received: list[tuple] = []
-        self.attempts = 0
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                receiver.attempts += 1
-                status = receiver.answer(receiver.attempts)
-                if status < 300:
-                    receiver.received.append((body["event_id"], body["phase"], body.get("end_reason")))
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+def Receiver(answer) -> WebhookReceiver:
+    """Keeps (event_id, phase, end_reason) of each delivered event; `answer(n)`: the n-th request's status."""
+    return WebhookReceiver(lambda posted: answer(posted.n),
+                           keep=lambda body: (body["event_id"], body["phase"], body.get("end_reason")))
 
 
 def parking_events(c, camera_id: str) -> list[dict]:
@@ -183,7 +154,7 @@ def test_a_parked_car_is_one_event_across_a_hub_restart(home, shared_dir):
         dead = wait_for(lambda: [d for d in c.get("/v1/events/deadletters").json()["dead_letters"]
                                  if d["event_id"] == first["event_id"]], 60, "dead letters")
         assert [(d["phase"], d["attempts"]) for d in dead] == [("started", 1), ("ended", 1)]
-        gone.answer = lambda n: 204
+        gone.answer = lambda posted: 204
         assert c.post("/v1/events/deadletters/replay", json={"url": gone.url}).json()["replayed"] >= 2
         wait_for(lambda: [r for r in gone.received if r[0] == first["event_id"]] == expected, 60, "the replay")
     ops.close()
