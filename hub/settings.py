@@ -127,7 +127,28 @@ def webhook_signing_key(settings: HubSettings) -> str:
     """The hub-wide webhook HMAC key: HUB_WEBHOOK_SECRET, else one generated once (mode 0600)."""
     if settings.webhook_secret:
         return settings.webhook_secret
-    path = settings.home / "secrets" / "webhook.key"
+    return _secret_file(settings.home / "secrets" / "webhook.key").read_text().strip()
+
+
+def use_ray_token_in_home(settings: HubSettings) -> Path | None:
+    """Ray's token authentication for a cluster this hub starts, with the token in HUB_HOME.
+
+    Ray would otherwise write it to ~/.ray/auth_token, outside the hub's home and shared by every
+    Ray on the account. An operator's own RAY_AUTH_MODE, RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH (a
+    cluster's shared token) wins; within one process the first choice stays, as Ray caches it.
+    Returns the token file when the hub's own is used."""
+    if os.environ.get("RAY_AUTH_MODE", "token").lower() != "token" or os.environ.get("RAY_AUTH_TOKEN"):
+        return None
+    if os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        return Path(os.environ["RAY_AUTH_TOKEN_PATH"])
+    path = _secret_file(settings.home / "secrets" / "ray.token")
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN_PATH"] = str(path)
+    return path
+
+
+def _secret_file(path: Path) -> Path:
+    """A random secret written once (mode 0600, in a 0700 folder); a concurrent writer's copy wins."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
@@ -137,7 +158,7 @@ def webhook_signing_key(settings: HubSettings) -> str:
         else:
             with os.fdopen(fd, "w") as out:
                 out.write(secrets.token_urlsafe(32))
-    return path.read_text().strip()
+    return path
 
 
 def apply_runtime_env(settings: HubSettings | None = None) -> HubSettings:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hub.errors import ModelNotFound, RegistryUnavailable
-from hub.settings import HubSettings, apply_runtime_env, get_settings
+from hub.settings import HubSettings, apply_runtime_env, get_settings, use_ray_token_in_home
 from registry.ref import ModelRef
 from registry.store import MlflowStore
 from serving.config import ServingConfig
@@ -101,7 +101,13 @@ def start(config_path: Path, *, host: str | None = None, port: int | None = None
     if address:
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
     else:
-        # Ray has no authentication of its own: keep its ports and dashboard on loopback.
+        # Ray's ports stay on loopback where Ray allows it; its token (in HUB_HOME) guards the rest.
+        if use_ray_token_in_home(settings) is not None:
+            # Ray read RAY_AUTH_MODE into its C++ config when it was imported; read it again (what Ray's
+            # own token setup does), or the driver would call its new GCS without the token.
+            from ray._raylet import Config
+
+            Config.initialize("")
         ray.init(num_cpus=config.ray.num_cpus, include_dashboard=config.ray.dashboard, dashboard_host="127.0.0.1",
                  _node_ip_address="127.0.0.1", _metrics_export_port=config.ray.metrics_export_port,
                  runtime_env=runtime_env, log_to_driver=False)

@@ -54,3 +54,23 @@ def test_nothing_listens_beyond_loopback_except_the_http_port(hub_server):
               if not ipaddress.ip_address(ip).is_loopback and port != http_port]
     print("\nlistening beyond loopback:", beyond)
     assert beyond == []
+
+
+def test_ray_token_is_the_hubs_own_and_is_required(hub_server):
+    """The cluster's token lives in HUB_HOME (not ~/.ray/auth_token, shared by every Ray on the
+    account), readable by its owner only, and the dashboard agent takes exactly that token."""
+    import os
+    import stat
+    from pathlib import Path
+
+    token_path = Path(os.environ["RAY_AUTH_TOKEN_PATH"])
+    assert token_path.parent == Path(os.environ["HUB_HOME"]) / "secrets"
+    assert stat.S_IMODE(token_path.stat().st_mode) == 0o600
+    token = token_path.read_text().strip()
+    agent = "http://127.0.0.1:52365/api/jobs/"
+    try:
+        wrong = httpx.get(agent, headers={"Authorization": "Bearer not-the-token"}, timeout=5).status_code
+        right = httpx.get(agent, headers={"Authorization": f"Bearer {token}"}, timeout=5).status_code
+    except httpx.HTTPError:
+        pytest.skip("the dashboard agent's HTTP server is not up in this Ray build")
+    assert wrong in (401, 403) and right not in (401, 403), (wrong, right)
