@@ -155,12 +155,23 @@ class Ingress:
         _STATE["schema_task"] = asyncio.get_running_loop().create_task(_load_schemas())
 
 
+SCHEMA_RETRY_S = 2.0
+
+
 async def _load_schemas() -> None:
-    for name in _STATE["capabilities"]:
-        try:
-            await _schema(name)
-        except Exception as exc:  # the capability may still be loading; /docs shows it without schema
-            log.warning("no schema for %s yet: %s", name, exc)
+    """Fetch every capability's schema for /openapi.json, trying again until each has answered: a
+    model that loads slowly (Whisper on a small CPU) misses the first try, and its route would
+    otherwise be missing from /openapi.json (and from the fuzz suite) until someone called it."""
+    pending = list(_STATE["capabilities"])
+    while pending:
+        for name in list(pending):
+            try:
+                await _schema(name)
+                pending.remove(name)
+            except Exception as exc:  # still loading; /docs shows it without schema meanwhile
+                log.info("no schema for %s yet (trying again): %s", name, exc)
+        if pending:
+            await asyncio.sleep(SCHEMA_RETRY_S)
 
 
 def _openapi() -> dict:
