@@ -44,7 +44,17 @@ def invalid_input(exc: ValidationError, context: str | None = None) -> InvalidIn
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first.get("loc", ())) or None
     prefix = f"{context}: " if context else ""
-    return InvalidInput(f"{prefix}{where or 'body'}: {first.get('msg')}", field=where)
+    return InvalidInput(f"{prefix}{where or 'body'}: {first.get('msg')}{_got(first)}", field=where)
+
+
+def _got(error: dict) -> str:
+    # The offending value, when it is a short scalar ("min_score: ... (got 1.5)"); never bytes, a
+    # long text or a whole object, which would only echo the request back.
+    value = error.get("input")
+    if error.get("type") == "missing" or isinstance(value, bytes | dict | list) or value is None:
+        return ""
+    shown = repr(value)
+    return f" (got {shown})" if len(shown) <= 40 else ""
 
 
 def validate_as(model_type: type[M], payload: Any, context: str | None = None) -> M:

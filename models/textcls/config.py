@@ -7,58 +7,51 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
+
+from hub.contract import WireModel, validate_as
 from hub.errors import InvalidInput
 from hub.yamlconfig import read_yaml_mapping
 
 REPO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "reason.yaml"
 
 
-@dataclass(frozen=True)
-class ReasonConfig:
-    routing: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+class ReasonConfig(WireModel):
+    """`configs/reason.yaml`; unknown keys and out-of-range values are refused with the key named."""
+
+    model_config = ConfigDict(frozen=True)
+
+    routing: dict[str, Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]] = {}
     default_department: str = "人工分派"
-    needs_review_below: float = 0.55
-    min_case_similarity: float = 0.0
-    top_k: int = 3
-    cases_k: int = 3
-    max_k: int = 20
-    max_text_chars: int = 4000
-    max_request_chars: int = 1_000_000
-    reply_excerpt_chars: int = 160
+    needs_review_below: float = Field(0.55, ge=0.0, le=1.0)
+    min_case_similarity: float = Field(0.0, ge=-1.0, le=1.0)
+    top_k: int = Field(3, ge=1)
+    cases_k: int = Field(3, ge=0)
+    max_k: int = Field(20, ge=1)
+    max_text_chars: int = Field(4000, ge=1)
+    max_request_chars: int = Field(1_000_000, ge=1)
+    reply_excerpt_chars: int = Field(160, ge=0)
+
+    @model_validator(mode="after")
+    def _limits_agree(self) -> ReasonConfig:
+        if not (self.top_k <= self.max_k and self.cases_k <= self.max_k):
+            raise ValueError("need top_k <= max_k and cases_k <= max_k")
+        if self.max_text_chars > self.max_request_chars:
+            raise ValueError("need max_text_chars <= max_request_chars")
+        return self
 
     def department_for(self, category: str) -> str:
         return self.routing.get(category, self.default_department)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], source: str = "config") -> ReasonConfig:
-        known = set(cls.__dataclass_fields__)
-        unknown = set(raw) - known
-        if unknown:
-            raise InvalidInput(f"{source}: unknown keys {sorted(unknown)} (known: {sorted(known)})")
-        routing = raw.get("routing") or {}
-        if not isinstance(routing, dict) or not all(isinstance(k, str) and isinstance(v, str) and v.strip()
-                                                    for k, v in routing.items()):
-            raise InvalidInput(f"{source}: routing must map category names to non-empty department names")
-        values = {k: v for k, v in raw.items() if k != "routing"}
-        try:
-            cfg = cls(routing=MappingProxyType(dict(routing)), **{
-                k: type(getattr(cls, k))(v) for k, v in values.items()})
-        except (TypeError, ValueError) as exc:
-            raise InvalidInput(f"{source}: {exc}") from exc
-        if not 0.0 <= cfg.needs_review_below <= 1.0:
-            raise InvalidInput(f"{source}: needs_review_below must be within 0..1")
-        if not -1.0 <= cfg.min_case_similarity <= 1.0:
-            raise InvalidInput(f"{source}: min_case_similarity must be within -1..1")
-        if not (1 <= cfg.top_k <= cfg.max_k and 0 <= cfg.cases_k <= cfg.max_k):
-            raise InvalidInput(f"{source}: need 1 <= top_k <= max_k and 0 <= cases_k <= max_k")
-        if not 1 <= cfg.max_text_chars <= cfg.max_request_chars:
-            raise InvalidInput(f"{source}: need 1 <= max_text_chars <= max_request_chars")
-        return cfg
+        unknown = set(raw) - set(cls.model_fields)
+        if unknown:  # all of them at once, with the known ones: a typo is found in one go
+            raise InvalidInput(f"{source}: unknown keys {sorted(unknown)} (known: {sorted(cls.model_fields)})")
+        return validate_as(cls, raw, source)
 
     @classmethod
     def load(cls, path: Path | None = None) -> ReasonConfig:
