@@ -96,14 +96,19 @@ class ClassesSpec(_Wire):
     """Per-camera reading of detector classes: `rename` e.g. {"cell phone": "car"} for overhead views."""
 
     rename: dict[str, str] = {}
-    min_score: float = Field(0.1, ge=0, le=1)  # low boxes still help ByteTrack keep tracks
+    # Lower than a bare ClassMapping's 0.25 on purpose: ByteTrack's second association pass keeps
+    # tracks alive with the low boxes (it splits them at high_conf_det_threshold itself).
+    min_score: float = Field(0.1, ge=0, le=1)
 
 
 class TrackerSpec(_Wire):
-    lost_track_s: float = Field(2.0, gt=0)
-    track_activation_threshold: float = Field(0.35, ge=0, le=1)
-    high_conf_det_threshold: float = Field(0.45, ge=0, le=1)
-    minimum_consecutive_frames: int = Field(2, ge=1)
+    """ByteTrack's settings (`pipelines.track.TrackerConfig`, whose defaults these are: one source)."""
+
+    lost_track_s: float = Field(TrackerConfig.lost_track_s, gt=0)
+    track_activation_threshold: float = Field(TrackerConfig.track_activation_threshold, ge=0, le=1)
+    high_conf_det_threshold: float = Field(TrackerConfig.high_conf_det_threshold, ge=0, le=1)
+    minimum_iou_threshold: float = Field(TrackerConfig.minimum_iou_threshold, ge=0, le=1)
+    minimum_consecutive_frames: int = Field(TrackerConfig.minimum_consecutive_frames, ge=1)
 
 
 class WebhookSpec(_Wire):
@@ -198,6 +203,7 @@ class CameraSpec(_Wire):
         tracker = TrackerConfig(frame_rate_hz=self.analysis_fps, lost_track_s=t.lost_track_s,
                                 track_activation_threshold=t.track_activation_threshold,
                                 high_conf_det_threshold=t.high_conf_det_threshold,
+                                minimum_iou_threshold=t.minimum_iou_threshold,
                                 minimum_consecutive_frames=t.minimum_consecutive_frames)
         urls = tuple(spec.url for spec in webhook_specs(self.webhooks))
         return CameraPlan(self.camera_id, source, mapping, tracker, tuple(rules), urls, self.model)
