@@ -6,6 +6,7 @@ another event and export the reviewed events as a YOLO dataset.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -47,8 +48,8 @@ def _events(hub_server, count: int, timeout_s: float = 240) -> list[dict]:
     raise AssertionError(f"fewer than {count} events from {CAMERA}")
 
 
-@pytest.mark.xfail(strict=False, reason="open in issue 14: failed once through the shared hub in the lead's last check "
-                   "(stop 9, a loaded box), cause not yet found; the in-process page tests pass")
+@pytest.mark.xfail(strict=False, reason="issue 14: through the hub (01:13 UTC run) every step passed up to the export; "
+                   "its last check counted the event id twice per proposal line (fixed), not yet rerun through the hub")
 @pytest.mark.timeout(2700)  # the session hub may start inside this test (minutes on 2 busy cores)
 def test_sign_in_see_reject_and_find_it_through_the_api(hub_server, shared_dir, tmp_path):
     playwright_api = pytest.importorskip("playwright.sync_api")
@@ -112,6 +113,7 @@ def test_sign_in_see_reject_and_find_it_through_the_api(hub_server, shared_dir, 
     assert exported.exit_code == 0, exported.output
     doc = yaml.safe_load((out / "data.yaml").read_text())
     assert list(doc["names"].values()) == [other["class_name"]]
-    assert (out / "relabel" / "proposals.jsonl").read_text().count(target["event_id"]) == 1
+    proposals = [json.loads(line) for line in (out / "relabel" / "proposals.jsonl").read_text().splitlines()]
+    assert [p["event_id"] for p in proposals] == [target["event_id"]]  # the rejected event, to relabel
     with hub_server.client() as c:
         assert c.delete(f"/v1/streams/{CAMERA}").status_code == 200
