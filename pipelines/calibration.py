@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import Field, model_validator
 
-from hub.contract import WireModel
+from hub.contract import WireModel, validate_as
 from hub.errors import InvalidInput
 
 # Typical box heights of road users seen from a pole-mounted camera (about the physical height
@@ -230,7 +230,6 @@ class CalibrationSpec(WireModel):
 def camera_calibration(config: dict, camera_id: str | None = None) -> Calibration:
     """The calibration of one camera from a camera config, or from a streams config (`cameras:`)
     when `camera_id` names one of its cameras. Validated as the hub validates it."""
-    from pydantic import ValidationError
 
     cameras = config.get("cameras") if isinstance(config, dict) else None
     if cameras is not None:
@@ -240,10 +239,7 @@ def camera_calibration(config: dict, camera_id: str | None = None) -> Calibratio
         config = matches[0]
     if not isinstance(config, dict) or config.get("calibration") is None:
         raise _fail("the camera has no `calibration`")
-    try:
-        return CalibrationSpec.model_validate(config["calibration"]).build()
-    except ValidationError as exc:
-        raise _fail(f"invalid calibration: {exc.errors()[0]['msg']}") from None
+    return validate_as(CalibrationSpec, config["calibration"], "invalid calibration").build()
 
 
 def read_snapshot(path: str) -> np.ndarray:

@@ -26,10 +26,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from hub.contract import Blob, ModelInfo, WireModel, validate_as
-from hub.errors import HubError, InvalidInput, Unprocessable
+from hub.errors import HubError, Unprocessable
 from hub.yamlconfig import read_yaml_mapping
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "hotline.yaml"
@@ -90,10 +90,7 @@ class HotlineConfig(_Strict):
     @classmethod
     def load(cls, path: Path | None = None) -> HotlineConfig:
         path = Path(path or DEFAULT_CONFIG)
-        try:
-            return cls.model_validate(read_yaml_mapping(path, "hotline config"))
-        except ValidationError as exc:
-            raise InvalidInput(f"invalid hotline config {path}: {exc}") from exc
+        return validate_as(cls, read_yaml_mapping(path, "hotline config"), f"invalid hotline config {path}")
 
 
 # ---- wire types ---------------------------------------------------------------------------------------

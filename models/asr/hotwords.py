@@ -16,9 +16,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field
 
-from hub.contract import WireModel
+from hub.contract import WireModel, validate_as
 from hub.errors import InvalidInput
 from hub.yamlconfig import read_yaml_mapping
 
@@ -74,10 +74,8 @@ def _taxonomy_terms(path: Path, column: str) -> list[str]:
 def domain_vocabulary(shared_dir: Path, config_path: Path | None = None) -> DomainVocabulary:
     """Departments, then places, then taxonomy terms; duplicates dropped, order kept."""
     config_path = Path(config_path or DEFAULT_CONFIG)
-    try:
-        cfg = ListenVocabularyConfig.model_validate(read_yaml_mapping(config_path, "listen config"))
-    except ValidationError as exc:
-        raise InvalidInput(f"invalid listen config {config_path}: {exc}") from exc
+    cfg = validate_as(ListenVocabularyConfig, read_yaml_mapping(config_path, "listen config"),
+                      f"invalid listen config {config_path}")
     words = []
     if cfg.reason_config:
         reason = Path(cfg.reason_config)
