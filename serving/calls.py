@@ -11,6 +11,7 @@ import asyncio
 from typing import Any
 
 from fastapi import Request
+from pydantic import BaseModel
 
 from hub.errors import InferenceTimeout, Overloaded, PayloadTooLarge
 
@@ -50,6 +51,17 @@ async def call(response: Any, timeout_s: float) -> Any:
 
 async def _await(response: Any) -> Any:
     return await response
+
+
+def documented_body(model: type[BaseModel], *, required: bool = True, multipart: bool = False) -> dict:
+    """`openapi_extra` for a route that parses its body itself (bounded: serving/body.py): declares
+    `model`'s schema, so /openapi.json, its clients and the fuzz suite know what to send. The
+    ingress moves the schema's `$defs` into the OpenAPI components."""
+    schema = model.model_json_schema()
+    content = {"application/json": {"schema": schema}}
+    if multipart:
+        content["multipart/form-data"] = {"schema": schema}
+    return {"requestBody": {"required": required, "content": content}}
 
 
 async def read_body(request: Request, limit_bytes: int) -> bytes:

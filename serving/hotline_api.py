@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 from hub.contract import validate_as
 from hub.errors import InvalidInput
 from pipelines.hotline import HotlineCallRequest, HotlineConfig, HotlineStages, handle_call
-from serving.calls import call, current_config, read_body
+from serving.calls import call, current_config, documented_body, read_body
 from serving.handles import get_handle
 
 router = APIRouter(tags=["pipelines"])
@@ -77,7 +77,7 @@ async def _call_payload(request: Request) -> dict:
     return fields
 
 
-@router.post("/v1/hotline/call")
+@router.post("/v1/hotline/call", openapi_extra=documented_body(HotlineCallRequest, multipart=True))
 async def hotline_call(request: Request) -> dict:
     """A recorded citizen call in; transcript, category, department, similar cases, reply text and reply
     audio (base64) out, with the model version of each stage."""

@@ -195,16 +195,22 @@ def _openapi() -> dict:
             "responses": {"200": {"description": "the answer, with the model that gave it",
                                   "content": {"application/json": {"schema": {
                                       "$ref": f"#/components/schemas/{name}_response"}}}}}}}
+    for operations in spec["paths"].values():  # bodies declared with serving.calls.documented_body
+        for operation in operations.values():
+            for media in operation.get("requestBody", {}).get("content", {}).values():
+                components.update(media.get("schema", {}).pop("$defs", {}))
     return _fix_refs(spec)
 
 
 def _fix_refs(node: Any) -> Any:
-    # pydantic writes "#/$defs/X"; in OpenAPI those live under components/schemas
+    # pydantic writes "#/$defs/X" (in `$ref`, and in a discriminator's mapping); in OpenAPI those
+    # live under components/schemas
     if isinstance(node, dict):
-        return {k: (v.replace("#/$defs/", "#/components/schemas/") if k == "$ref" and isinstance(v, str)
-                    else _fix_refs(v)) for k, v in node.items()}
+        return {k: _fix_refs(v) for k, v in node.items()}
     if isinstance(node, list):
         return [_fix_refs(v) for v in node]
+    if isinstance(node, str) and node.startswith("#/$defs/"):
+        return "#/components/schemas/" + node.removeprefix("#/$defs/")
     return node
 
 

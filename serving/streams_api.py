@@ -21,9 +21,13 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
+from pydantic import StrictInt
 
+from hub.contract import WireModel, validate_as
 from hub.errors import InvalidInput
-from serving.calls import call
+from pipelines.stream_config import CameraSpec
+from serving.body import parse_json
+from serving.calls import call, documented_body
 from serving.handles import get_handle
 
 router = APIRouter(prefix="/v1", tags=["streams"])
@@ -51,11 +55,9 @@ def parse_since(value: str | None) -> float | None:
         raise InvalidInput("since must be Unix seconds or an ISO-8601 time", field="since") from None
 
 
-@router.post("/streams")
+@router.post("/streams", openapi_extra=documented_body(CameraSpec))
 async def add_stream(request: Request) -> Any:
     """Add a camera at run time; body: `{camera_id, url, analysis_fps, zones, rules, classes, webhooks}`."""
-    from serving.body import parse_json
-
     payload = parse_json(await request.body())
     if not isinstance(payload, dict):
         raise InvalidInput("body must be a JSON object describing the camera")
@@ -96,22 +98,18 @@ async def dead_letters(url: str | None = None, limit: int = 100) -> Any:
     return {"dead_letters": await _call(_streams().dead_letters.remote(url, limit))}
 
 
-@router.post("/events/deadletters/replay")
+class ReplayRequest(WireModel):
+    """Which dead letters to queue again: by delivery id, by receiver URL, or (neither) all."""
+
+    ids: list[StrictInt] | None = None
+    url: str | None = None
+
+
+@router.post("/events/deadletters/replay", openapi_extra=documented_body(ReplayRequest, required=False))
 async def replay_dead_letters(request: Request) -> Any:
     """Queue dead letters again: `{"ids": [3, 4]}`, `{"url": "https://ops/hook"}`, or `{}` for all."""
-    try:
-        body = json.loads(await request.body() or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"body is not valid JSON: {exc}") from exc
-    if not isinstance(body, dict) or set(body) - {"ids", "url"}:
-        raise InvalidInput('body must be {"ids": [...]} and/or {"url": "..."}')
-    ids = body.get("ids")
-    if ids is not None and not (isinstance(ids, list) and all(isinstance(i, int) for i in ids)):
-        raise InvalidInput("ids must be a list of delivery ids", field="ids")
-    url = body.get("url")
-    if url is not None and not isinstance(url, str):
-        raise InvalidInput("url must be a string", field="url")
-    return await _call(_streams().replay.remote(ids, url))
+    body = validate_as(ReplayRequest, parse_json(await request.body() or b"{}"))
+    return await _call(_streams().replay.remote(body.ids, body.url))
 
 
 @router.get("/events/stream")
