@@ -48,8 +48,6 @@ def _events(hub_server, count: int, timeout_s: float = 240) -> list[dict]:
     raise AssertionError(f"fewer than {count} events from {CAMERA}")
 
 
-@pytest.mark.xfail(strict=False, reason="issue 14: through the hub (01:13 UTC run) every step passed up to the export; "
-                   "its last check counted the event id twice per proposal line (fixed), not yet rerun through the hub")
 @pytest.mark.timeout(2700)  # the session hub may start inside this test (minutes on 2 busy cores)
 def test_sign_in_see_reject_and_find_it_through_the_api(hub_server, shared_dir, tmp_path):
     playwright_api = pytest.importorskip("playwright.sync_api")
