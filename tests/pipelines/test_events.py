@@ -19,6 +19,7 @@ from hub.outbound import OutboundPolicy
 from pipelines.events import EventStore
 from pipelines.rules.base import Event
 from pipelines.webhooks import WebhookPolicy, WebhookSender
+from tests.waiting import wait_for
 
 # The receivers of these tests listen on loopback over plain http: admit exactly that.
 LOCAL = OutboundPolicy(allow=("127.0.0.1/32",), webhook_http=True)
@@ -67,14 +68,6 @@ class Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-def wait_for(predicate, limit_s: float = 20.0) -> None:
-    deadline = time.monotonic() + limit_s
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.05)
-
 
 def test_events_and_snapshots_survive_a_restart(tmp_path):
     store = EventStore.open(tmp_path)

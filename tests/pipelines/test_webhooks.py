@@ -5,7 +5,6 @@ and the flaky one gets every event exactly once per phase, in order."""
 from __future__ import annotations
 
 import threading
-import time
 
 import httpx
 import pytest
@@ -14,6 +13,7 @@ from hub.outbound import OutboundPolicy
 from pipelines.events import EventStore
 from pipelines.rules.base import Event
 from pipelines.webhooks import DeliveryQueue, WebhookPolicy, WebhookSender, classify
+from tests.waiting import wait_for
 from tests.webhook_receiver import WebhookReceiver
 
 LOCAL = OutboundPolicy(allow=("127.0.0.1/32",), webhook_http=True)
@@ -30,14 +30,6 @@ def Receiver(answer, hold: threading.Event | None = None) -> WebhookReceiver:
     """Keeps (event_id, phase) of each delivered event; `answer(n)` is the n-th request's status."""
     return WebhookReceiver(lambda posted: answer(posted.n), keep=lambda body: (body["event_id"], body["phase"]),
                            hold=hold)
-
-
-def wait_for(predicate, limit_s: float = 30.0) -> None:
-    deadline = time.monotonic() + limit_s
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.02)
-
 
 def flaky_answer(n: int) -> int:
     return (503, 429, 204, 500, 204, 204)[n % 6]  # 5xx and 429 mixed into successes

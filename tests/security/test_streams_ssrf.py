@@ -21,6 +21,7 @@ import pytest
 from hub.settings import reset_settings
 from tests.pipelines import synth_video
 from tests.serving.test_streams_api import LocalHandle, free_port
+from tests.waiting import restore_env
 
 PASSWORD = "Sup3r-S3cret-pw"
 ENV_PASSWORD = "EnvOnly-S3cret-pw"
@@ -68,11 +69,7 @@ def hub(tmp_path_factory, shared_dir):
     server.should_exit = True
     thread.join(10)
     state["manager"].core.close()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    restore_env(saved)
     reset_settings()
 
 

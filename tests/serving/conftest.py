@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from hub.settings import reset_settings
+from tests.waiting import restore_env
 
 API_KEY = "ci-test-key-0123456789"
 # Capabilities served in the session; each adds a replica (and its model's memory).
@@ -78,9 +79,5 @@ def hub_server(tmp_path_factory, shared_dir):
     print(f"\nhub ready in {time.perf_counter() - started:.1f} s")
     yield hub
     stop()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    restore_env(saved)
     reset_settings()

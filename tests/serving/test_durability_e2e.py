@@ -21,6 +21,7 @@ import yaml
 from hub.settings import reset_settings
 from tests.pipelines import synth_video
 from tests.serving.conftest import Hub, free_port
+from tests.waiting import restore_env, wait_for
 from tests.webhook_receiver import WebhookReceiver
 
 # These tests start, stop and restart a hub of their own inside this process, which would also stop the
@@ -36,17 +37,6 @@ def camera(camera_id: str, url: str, **extra) -> dict:
                       {"zone_id": "road", "points": synth_video.ROAD_ZONE, "normalized": True}],
             "rules": [{"kind": "illegal_parking", "zone_id": "kerb", "min_dwell_s": 4.0, "exit_grace_s": 1.5},
                       {"kind": "spill", "zone_id": "road", "min_s": 4.0}], **extra}
-
-
-def wait_for(predicate, limit_s: float, what: str):
-    deadline = time.monotonic() + limit_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
-
 
 class HubProcess:
     """`serving.launch.start/stop` on one HUB_HOME, as often as the test restarts it."""
@@ -99,11 +89,7 @@ def home(tmp_path_factory, shared_dir):
     proc = HubProcess(home)
     yield proc, mounted
     proc.stop()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    restore_env(saved)
     reset_settings()
     if mounted:
         subprocess.run(["umount", "-l", str(data)], check=False)

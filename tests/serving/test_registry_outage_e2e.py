@@ -15,7 +15,6 @@ The in-process counterpart (one CapabilityServer, no Ray) is tests/registry/test
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 import yaml
@@ -25,23 +24,13 @@ from cli.main import app
 from hub.settings import reset_settings
 from tests.registry.test_model_lifecycle import MlflowServer
 from tests.serving.conftest import Hub, free_port
+from tests.waiting import restore_env, wait_for
 
 # Starts, stops and restarts a hub of its own in this process: scripts/test.sh runs it apart (own_hub).
 pytestmark = [pytest.mark.serve, pytest.mark.own_hub]
 KEY = "registry-outage-e2e-key-0123456789"
 MODEL = "yolov8n-coco"
 ENV = ("HUB_HOME", "HUB_API_KEYS", "HUB_TRACKING_URI", "HUB_REGISTRY_URI")
-
-
-def wait_for(predicate, limit_s: float, what: str):
-    deadline = time.monotonic() + limit_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
-
 
 @pytest.fixture
 def outage_env(tmp_path):
@@ -63,11 +52,7 @@ def outage_env(tmp_path):
     reset_settings()
     yield mlflow, config, Hub(url=f"http://127.0.0.1:{port}", key=KEY)
     mlflow.stop()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    restore_env(saved)
     reset_settings()
 
 

@@ -4,12 +4,11 @@ camera ends it as `camera_removed`. The same through a running hub is tests/serv
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from serving.streams import StreamManagerCore
 from tests.pipelines import synth_video
+from tests.waiting import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -27,15 +26,6 @@ def camera(url: str) -> dict:
     return {"camera_id": "kerbside", "url": url, "analysis_fps": 4.0, "realtime": True,
             "zones": [{"zone_id": "kerb", "points": synth_video.KERB_ZONE, "normalized": True}],
             "rules": [{"kind": "illegal_parking", "zone_id": "kerb", "min_dwell_s": 4.0, "exit_grace_s": 1.5}]}
-
-
-def wait_for(predicate, limit_s: float = 120.0):
-    deadline = time.monotonic() + limit_s
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.2)
-    return value
-
 
 def test_restored_camera_continues_the_open_episode(hub_home, shared_dir, detector, tmp_path):
     data = tmp_path / "data"

@@ -19,6 +19,7 @@ from PIL import Image
 
 from hub.settings import reset_settings
 from tests.pipelines import synth_video
+from tests.waiting import restore_env
 
 
 class _Call:
@@ -103,11 +104,7 @@ def hub(tmp_path_factory, shared_dir):
     server.should_exit = True
     thread.join(10)
     state["manager"].core.close()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    restore_env(saved)
     reset_settings()
 
 
