@@ -242,4 +242,6 @@ def download_weights(dest: Path) -> Path:  # pragma: no cover - needs a network;
     ensure_torchvision()
     from ultralytics import YOLO
 
-    return Path(YOLO(str(pt)).export(format="onnx", dynamic=True, simplify=True))
+    # Static, like `hub train see`: prepare_artifact cuts the head and frees batch, height and width
+    # itself; a dynamic export cannot be cut and would be served as a fixed-square decoded model.
+    return Path(YOLO(str(pt)).export(format="onnx", dynamic=False, simplify=True))
