@@ -78,6 +78,18 @@ def test_subset_lists_the_first_images(cars, tmp_path):
     assert small.fingerprint() != cars.fingerprint()
 
 
+def test_ultralytics_gets_the_images_the_hub_read_from_any_folder(cars, tmp_path, monkeypatch):
+    # The shared YAML says `path: .`; Ultralytics resolved that against its working directory, so
+    # `hub train see --data ../shared/.../data.yaml` failed from the repository ("missing path val/images").
+    from ultralytics.data.utils import check_det_dataset
+
+    monkeypatch.chdir(tmp_path)
+    checked = check_det_dataset(str(cars.for_ultralytics(tmp_path / "resolved")), autodownload=False)
+    assert checked["names"] == {0: "car"}
+    listed = Path(checked["train"]).read_text().split()
+    assert [Path(p) for p in listed] == list(cars.train) and all(Path(p).is_absolute() for p in listed)
+
+
 # ---- metrics ------------------------------------------------------------------------------------
 
 def _result(true, pred, pred_cls=None, true_cls=None) -> ImageResult:

@@ -77,6 +77,14 @@ class DetectionData:
             digest.update(label.read_bytes() if label.is_file() else b"-")
         return digest.hexdigest()
 
+    def for_ultralytics(self, out_dir: Path) -> Path:
+        """A YAML listing exactly the images this dataset read, by absolute path, for `YOLO.train`.
+
+        Ultralytics resolves a relative `path:` against its own datasets folder or the working
+        directory, not against the YAML (`path: .` beside the images failed from any other folder);
+        and training on the same files the gate scores keeps the two comparable."""
+        return self.subset(out_dir, train=len(self.train), val=len(self.val)).yaml_path
+
     def subset(self, out_dir: Path, *, train: int, val: int) -> DetectionData:
         """A YAML over the first `train`/`val` images (list files; the images are not copied)."""
         out_dir = Path(out_dir)

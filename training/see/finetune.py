@@ -109,7 +109,7 @@ def finetune(base_artifact: Path, data: DetectionData, work_dir: Path, params: F
     model.add_callback("on_fit_epoch_end", callback)
     started = time.perf_counter()
     try:
-        model.train(data=str(data.yaml_path), epochs=params.epochs, imgsz=params.imgsz, batch=params.batch,
+        model.train(data=str(data.for_ultralytics(work_dir / "data")), epochs=params.epochs, imgsz=params.imgsz, batch=params.batch,
                     device="cpu" if device == "cpu" else device.split(":")[-1], workers=params.workers,
                     seed=params.seed, patience=params.patience, project=str(work_dir / "runs"), name="train",
                     exist_ok=True, verbose=False, plots=True, amp=device != "cpu")
