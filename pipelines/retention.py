@@ -34,20 +34,19 @@ _PRUNABLE = ("ended_ts IS NOT NULL AND event_id NOT IN (SELECT f.event_id FROM d
              "ON f.seq = d.seq WHERE d.delivered_wall IS NULL AND d.failed = 0)")
 
 
-_Spec = WireModel  # unknown keys are refused (one strict base: hub.contract)
 
 
-class StoreLimit(_Spec):
+class StoreLimit(WireModel):
     max_age_days: float = Field(30.0, gt=0)
     max_mb: float = Field(512.0, gt=0)
 
 
-class DeliveryLimit(_Spec):
+class DeliveryLimit(WireModel):
     max_age_days: float = Field(30.0, gt=0)
     max_rows: int = Field(200_000, ge=1000)
 
 
-class RetentionSpec(_Spec):
+class RetentionSpec(WireModel):
     """`retention:` of the streams config; each store has its own limits."""
 
     events: StoreLimit = StoreLimit(max_age_days=30.0, max_mb=512.0)

@@ -32,16 +32,15 @@ from pipelines.zones import VEHICLE_CLASSES, ClassMapping, Zone
 DEFAULT_MODEL = "models:/yolov8n-coco@champion"
 
 
-_Wire = WireModel  # unknown fields are refused, not ignored (one strict base: hub.contract)
 
 
-class ZoneSpec(_Wire):
+class ZoneSpec(WireModel):
     zone_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     points: list[tuple[float, float]] = Field(min_length=3, max_length=256)
     normalized: bool = False  # points are fractions 0..1 of width/height
 
 
-class ParkingSpec(_Wire):
+class ParkingSpec(WireModel):
     """`preset` (`highway-stop`, `urban-no-parking`; see pipelines/rules/presets.py) fills the fields
     not given. `method: stop` judges by filtered road-plane speed (km/h with the camera's
     `calibration`), `dwell` by pixel motion (`max_motion_px`); `min_dwell_s` is the zone's limit."""
@@ -74,7 +73,7 @@ class ParkingSpec(_Wire):
         return ParkingRule(zone=zone, calibration=calibration, **values)
 
 
-class SpillSpec(_Wire):
+class SpillSpec(WireModel):
     kind: Literal["spill"] = "spill"
     zone_id: str
     min_s: float = Field(10.0, gt=0)
@@ -92,7 +91,7 @@ class SpillSpec(_Wire):
 RuleSpec = Annotated[ParkingSpec | SpillSpec, Field(discriminator="kind")]
 
 
-class ClassesSpec(_Wire):
+class ClassesSpec(WireModel):
     """Per-camera reading of detector classes: `rename` e.g. {"cell phone": "car"} for overhead views."""
 
     rename: dict[str, str] = {}
@@ -101,7 +100,7 @@ class ClassesSpec(_Wire):
     min_score: float = Field(0.1, ge=0, le=1)
 
 
-class TrackerSpec(_Wire):
+class TrackerSpec(WireModel):
     """ByteTrack's settings (`pipelines.track.TrackerConfig`, whose defaults these are: one source)."""
 
     lost_track_s: float = Field(TrackerConfig.lost_track_s, gt=0)
@@ -111,7 +110,7 @@ class TrackerSpec(_Wire):
     minimum_consecutive_frames: int = Field(TrackerConfig.minimum_consecutive_frames, ge=1)
 
 
-class WebhookSpec(_Wire):
+class WebhookSpec(WireModel):
     """A webhook receiver with its own signing key (`X-Hub-Signature-256`). `secret` is best given
     as a `${HUB_WEBHOOK_<NAME>}` reference, resolved from the environment at run time; a literal
     secret works but is not written to `cameras.json`."""
@@ -124,7 +123,7 @@ def webhook_specs(items: list[str | WebhookSpec]) -> list[WebhookSpec]:
     return [item if isinstance(item, WebhookSpec) else WebhookSpec(url=item) for item in items]
 
 
-class CameraSpec(_Wire):
+class CameraSpec(WireModel):
     """One camera: where to read it, how often, which model, zones and rules.
 
     Credentials in `url` are best given as references, `rtsp://${HUB_CAMERA_CAM17_USER}:${HUB_CAMERA_CAM17_PASS}@host/s`,
@@ -222,7 +221,7 @@ class CameraPlan:
     model: str | None = None
 
 
-class BatchSpec(_Wire):
+class BatchSpec(WireModel):
     max_batch_size: int = Field(16, ge=1, le=512)
     max_wait_ms: float = Field(15.0, ge=0, le=10_000)
     max_queue: int = Field(512, ge=1)
@@ -231,7 +230,7 @@ class BatchSpec(_Wire):
     max_batch_ms: float | None = Field(1000.0, gt=0)  # batches cut to about this long (a slow CPU runs smaller ones)
 
 
-class OutboundSpec(_Wire):
+class OutboundSpec(WireModel):
     """Where cameras and webhooks may connect (see `hub/outbound.py`). Private, loopback and
     link-local destinations are refused unless `allow` lists them (CIDRs or host names,
     `*.city.lan` for a domain)."""
@@ -244,7 +243,7 @@ class OutboundSpec(_Wire):
         return OutboundPolicy(allow=tuple(self.allow), camera_http=self.camera_http, webhook_http=self.webhook_http)
 
 
-class DecodeSpec(_Wire):
+class DecodeSpec(WireModel):
     """How cameras are decoded on the CPU (see pipelines/decode.py)."""
 
     max_side_px: int | None = Field(640, ge=32, le=8192)  # analysis image size: the detector's input (None: native)
@@ -255,7 +254,7 @@ class DecodeSpec(_Wire):
         return DecodeOptions(max_side_px=self.max_side_px, threads=self.threads, skip_frames=self.skip_frames)
 
 
-class CapacitySpec(_Wire):
+class CapacitySpec(WireModel):
     """What happens when cameras ask more than the box can analyse (see pipelines/capacity.py)."""
 
     admission: Literal["accept", "warn", "refuse"] = "warn"  # a camera added while over capacity
@@ -266,7 +265,7 @@ class CapacitySpec(_Wire):
         return CapacityPolicy(admission=self.admission, capacity_fps=self.capacity_fps, interval_s=self.interval_s)
 
 
-class StreamsConfig(_Wire):
+class StreamsConfig(WireModel):
     """Options of the stream manager (the `streams:` section of the serving config, or a YAML file).
 
     `file_roots`: folders a file source may be read from (besides `../shared/data` and the hub's

@@ -15,10 +15,8 @@ from hub.contract import WireModel
 from hub.yamlconfig import read_yaml_mapping
 from registry.ref import ModelRef
 
-_Strict = WireModel  # unknown keys are refused (one strict base: hub.contract)
 
-
-class BatchConfig(_Strict):
+class BatchConfig(WireModel):
     max_batch_size: int = Field(8, ge=1, le=512)
     max_wait_ms: float = Field(10.0, ge=0, le=10_000)
     # batches in flight at once per replica: while one is in the model the next one is decoded
@@ -27,7 +25,7 @@ class BatchConfig(_Strict):
     max_batch_pixels: int = Field(0, ge=0)
 
 
-class CapabilityConfig(_Strict):
+class CapabilityConfig(WireModel):
     model: str  # models:/<name>@<alias> or models:/<name>/<version>
     batch: BatchConfig = BatchConfig()
     num_cpus: float = Field(0.25, gt=0)  # fractional so every capability schedules on 2 cores
@@ -55,18 +53,18 @@ class CapabilityConfig(_Strict):
         return self
 
 
-class ApiKey(_Strict):
+class ApiKey(WireModel):
     name: str
     sha256: str  # hex digest of the key; the key itself is never stored
     revoked: bool = False
 
 
-class AuthConfig(_Strict):
+class AuthConfig(WireModel):
     required: bool | None = None  # None: required beyond loopback, or behind http.trusted_proxies
     keys: list[ApiKey] = []
 
 
-class HttpConfig(_Strict):
+class HttpConfig(WireModel):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     max_body_mib: float = Field(20.0, gt=0)
@@ -94,13 +92,13 @@ class HttpConfig(_Strict):
         return int(self.max_body_mib * 1024 * 1024)
 
 
-class RayConfig(_Strict):
+class RayConfig(WireModel):
     num_cpus: int | None = None
     dashboard: bool = False
     metrics_export_port: int = 8090
 
 
-class ServingConfig(_Strict):
+class ServingConfig(WireModel):
     http: HttpConfig = HttpConfig()
     auth: AuthConfig = AuthConfig()
     ray: RayConfig = RayConfig()
