@@ -13,7 +13,8 @@ from typing import Any
 from fastapi import Request
 from pydantic import BaseModel
 
-from hub.errors import InferenceTimeout, Overloaded, PayloadTooLarge
+from hub.errors import InferenceTimeout, InvalidInput, Overloaded, PayloadTooLarge
+from serving.body import parse_json
 
 # This replica's state, set by the Ingress constructor: config, capabilities, keys, admission board.
 STATE: dict[str, Any] = {}
@@ -62,6 +63,36 @@ def documented_body(model: type[BaseModel], *, required: bool = True, multipart:
     if multipart:
         content["multipart/form-data"] = {"schema": schema}
     return {"requestBody": {"required": required, "content": content}}
+
+
+async def upload_fields(request: Request, body: bytes, upload_field: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """A request that is not JSON, as fields: a multipart form (its file part as `upload_field`, the
+    other parts as values) or the raw media body (image/*, audio/*, octet-stream) as `upload_field`,
+    added to `fields` (the caller's query parameters). `body` is what `read_body` read."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "multipart/form-data":
+        return {**fields, upload_field: body}
+    fields = dict(fields)
+    form = await request.form()
+    for key, value in form.multi_items():
+        if hasattr(value, "read"):
+            fields[upload_field] = await value.read()
+        elif value.strip():  # an empty form field means "not given", not an empty value
+            fields[key] = _maybe_json(value)
+    if upload_field not in fields:
+        raise InvalidInput(f"multipart upload has no file part (expected field {upload_field!r})", field=upload_field)
+    return fields
+
+
+def _maybe_json(value: str) -> Any:
+    # form fields are strings; lists like classes=["bus","person"] arrive as JSON text
+    text = value.strip()
+    if text[:1] in "[{":
+        try:
+            return parse_json(text.encode(), what="form field")
+        except InvalidInput:
+            return value
+    return value
 
 
 async def read_body(request: Request, limit_bytes: int) -> bytes:

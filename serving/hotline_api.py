@@ -18,7 +18,8 @@ from fastapi import APIRouter, Request
 from hub.contract import validate_as
 from hub.errors import InvalidInput
 from pipelines.hotline import HotlineCallRequest, HotlineConfig, HotlineStages, handle_call
-from serving.calls import call, current_config, documented_body, read_body
+from serving.body import parse_json
+from serving.calls import call, current_config, documented_body, read_body, upload_fields
 from serving.handles import get_handle
 
 router = APIRouter(tags=["pipelines"])
@@ -59,22 +60,11 @@ async def _call_payload(request: Request) -> dict:
     body = await read_body(request, cfg.http.max_body_bytes if cfg else DEFAULT_MAX_BODY_BYTES)
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if content_type == "application/json":
-        from serving.body import parse_json  # the one JSON body parser: depth and size bounded
-
         payload = parse_json(body) if body else None
         if not isinstance(payload, dict):
             raise InvalidInput("send a JSON object with an `audio` field (base64)")
         return payload
-    fields: dict[str, Any] = dict(request.query_params)
-    if content_type == "multipart/form-data":
-        form = await request.form()
-        for key, value in form.multi_items():
-            fields["audio" if hasattr(value, "read") else key] = await value.read() if hasattr(value, "read") else value
-        if "audio" not in fields:
-            raise InvalidInput("multipart upload has no file part (expected field 'audio')", field="audio")
-        return fields
-    fields["audio"] = body  # raw audio/* or application/octet-stream
-    return fields
+    return await upload_fields(request, body, "audio", dict(request.query_params))
 
 
 @router.post("/v1/hotline/call", openapi_extra=documented_body(HotlineCallRequest, multipart=True))

@@ -30,7 +30,7 @@ from serving import hotline_api, review_api, streams_api, ui
 from serving.admission import AdmissionBoard, RouteDeadline, client_timeout_s, route_deadline
 from serving.auth import OPEN_PATHS, KeyRing
 from serving.body import parse_json
-from serving.calls import STATE, call, current_config, read_body, unwrap_remote
+from serving.calls import STATE, call, current_config, read_body, unwrap_remote, upload_fields
 from serving.guard import GuardSettings, RequestGuard
 from serving.handles import get_handle, served, set_handles
 from serving.metrics_filter import select_families
@@ -332,31 +332,8 @@ async def _payload(request: Request, capability: str) -> Any:
     upload_field = (await _schema(capability)).get("upload_field")
     if upload_field is None:
         raise InvalidInput(f"{capability} accepts application/json only", field="content-type")
-    fields: dict[str, Any] = {k: v for k, v in request.query_params.items() if k != "response"}
-    if content_type == "multipart/form-data":
-        form = await request.form()
-        for key, value in form.multi_items():
-            if hasattr(value, "read"):
-                fields[upload_field] = await value.read()
-            elif value.strip():  # an empty form field means "not given", not an empty value
-                fields[key] = _maybe_json(value)
-        if upload_field not in fields:
-            raise InvalidInput(f"multipart upload has no file part (expected field {upload_field!r})",
-                               field=upload_field)
-        return fields
-    fields[upload_field] = body  # raw bytes: image/*, audio/*, application/octet-stream
-    return fields
-
-
-def _maybe_json(value: str) -> Any:
-    # form fields are strings; lists like classes=["bus","person"] arrive as JSON text
-    text = value.strip()
-    if text[:1] in "[{":
-        try:
-            return parse_json(text.encode(), what="form field")
-        except InvalidInput:
-            return value
-    return value
+    query = {k: v for k, v in request.query_params.items() if k != "response"}
+    return await upload_fields(request, body, upload_field, query)
 
 
 def _fetch_metrics(port: int) -> str:
