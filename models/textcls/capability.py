@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import ClassVar
 
@@ -23,10 +25,11 @@ import numpy as np
 from hub.contract import prepare_each
 from hub.errors import HubError, InvalidInput, ModelLoadError, PayloadTooLarge
 from models.textcls.artifact import read_hub_json
-from models.textcls.cases import Case, CaseIndex, CaseJournal
+from models.textcls.cases import Case, CaseIndex
 from models.textcls.config import ReasonConfig
 from models.textcls.encoder import E5Encoder, EncoderSpec, clean
 from models.textcls.heads import load_head, softmax
+from models.textcls.journal import CaseJournal
 from models.textcls.schema import (
     AddCasesRequest,
     AddCasesResponse,
@@ -78,7 +81,8 @@ class HotlineClassifier:
             EncoderSpec(**{k: stored[k] for k in EncoderSpec.__dataclass_fields__ if k in stored}),
             cache_dir=self._embedding_cache)
         self.encoder.check_identity(stored)
-        self.cases = CaseIndex.load(artifact_dir / "cases")
+        self._seed = partial(CaseIndex.load, artifact_dir / "cases")  # a new journal generation starts from it
+        self.cases = self._seed()
         if self.cases.dim != self.encoder.spec.dim:
             raise ModelLoadError(f"case index has {self.cases.dim}-d vectors, the encoder makes {self.encoder.spec.dim}")
         self.config = self._config or ReasonConfig.load()
@@ -89,8 +93,9 @@ class HotlineClassifier:
             from hub.settings import get_settings
 
             self._data_dir = get_settings().data_dir / "reason"
-        self.journal = CaseJournal(self._data_dir)
-        replayed = self.journal.replay_into(self.cases, self.encoder.spec.fingerprint, self.encoder.encode)
+        self.journal = CaseJournal(self._data_dir, self.config.case_retention)
+        with self._sync_lock:
+            replayed = self._sync_locked()
         self.metadata = dict(hub.get("metadata", {}))
         log.info("reason: %s classifier, %d labels, %d cases (%d added at run time)",
                  spec.get("kind"), len(self.labels), len(self.cases), replayed)
@@ -106,9 +111,22 @@ class HotlineClassifier:
         return softmax(self.head.logits(list(texts), vectors), self.temperature)
 
     def _sync_journal(self) -> None:
-        if self.journal.changed():  # another replica added cases
+        # Another replica added cases or compacted the journal, or this one's view is past a limit
+        # (an age cut in a hub that adds no cases: checked here, in memory, once a batch).
+        if self.journal.changed() or self.journal.due(time.time()):
             with self._sync_lock:
-                self.journal.replay_into(self.cases, self.encoder.spec.fingerprint, self.encoder.encode)
+                self._sync_locked()
+
+    def _sync_locked(self) -> int:
+        """Apply the journal's new lines, then compact it if this replica finds it past a retention
+        limit. Compaction runs where the journal grows (an addition, or a replica's start or batch that
+        sees another's additions): no extra thread or timer, and the one lock file keeps it to one
+        replica at a time; the others rebuild from the new generation on their next batch."""
+        fingerprint, embed = self.encoder.spec.fingerprint, self.encoder.encode
+        self.cases, applied = self.journal.sync(self.cases, fingerprint, embed, self._seed)
+        if self.journal.due(time.time()) and self.journal.compact(time.time()) is not None:
+            self.cases, applied = self.journal.sync(self.cases, fingerprint, embed, self._seed)
+        return applied
 
     def _check(self, request: ReasonRequest) -> tuple[str, bool]:
         if not request.text or not request.text.strip():
@@ -176,11 +194,11 @@ class HotlineClassifier:
         vectors = self.encoder.encode([c.text for c in cases])
         fingerprint = self.encoder.spec.fingerprint
         with self._sync_lock:
-            self.journal.replay_into(self.cases, fingerprint, self.encoder.encode)
+            self._sync_locked()
             ids = {c.id for c in cases}
             existing = {i for i in ids if i in self.cases.rows}
             self.journal.append(cases, vectors, fingerprint)
             # Apply through the journal, so our lines and any another replica appended meanwhile land
-            # in the same order on every replica.
-            self.journal.replay_into(self.cases, fingerprint, self.encoder.encode)
+            # in the same order on every replica; an append past a limit compacts here.
+            self._sync_locked()
         return AddCasesResponse(added=len(ids - existing), updated=len(existing), total_cases=len(self.cases))

@@ -1,10 +1,8 @@
 """Similar-case retrieval: a faiss inner-product index over e5 vectors of past cases.
 
 The artifact carries the index of its case corpus (`cases/cases.faiss` + `cases/cases.jsonl`).
-Cases added at run time (`POST /v1/reason/cases`) go to an append-only journal under the hub's data
-dir, with their vectors and the encoder fingerprint; every replica replays the journal at load and
-picks up lines other replicas appended before each batch, so additions survive restarts and reach
-all replicas. A journal line made by another encoder is re-embedded, never mixed into the index.
+Cases added at run time (`POST /v1/reason/cases`) go to a journal under the hub's data dir
+(models/textcls/journal.py, with its retention), which every replica replays into this index.
 
 >>> index = CaseIndex.load(artifact_dir / "cases")
 >>> index.search(vectors, k=3)[0][0]
@@ -13,12 +11,9 @@ all replicas. A journal line made by another encoder is re-embedded, never mixed
 
 from __future__ import annotations
 
-import base64
-import fcntl
 import json
-import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -141,77 +136,3 @@ class CaseIndex:
             raise ModelLoadError(f"case index in {directory} has {index.ntotal} vectors for {len(cases)} cases")
         vectors = index.reconstruct_n(0, index.ntotal) if index.ntotal else np.zeros((0, index.d), np.float32)
         return cls(cases, vectors, center, prepared=True)
-
-
-def _pack(vector: np.ndarray) -> str:
-    return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
-
-
-def _unpack(text: str) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(text), dtype="<f4")
-
-
-class CaseJournal:
-    """Append-only JSONL of cases added at run time: `<data_dir>/reason/added_cases.jsonl`.
-
-    >>> journal = CaseJournal(Path(".hub/data/reason"))
-    >>> journal.append([case], vectors, encoder_fingerprint="3f2a...")
-    """
-
-    def __init__(self, directory: Path) -> None:
-        self.path = directory / "added_cases.jsonl"
-        self.offset = 0  # bytes of the journal already applied by this process
-
-    def append(self, cases: Sequence[Case], vectors: np.ndarray, fingerprint: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        lines = "".join(json.dumps({**asdict(c), "encoder": fingerprint, "vector": _pack(v)}, ensure_ascii=False)
-                        + "\n" for c, v in zip(cases, vectors, strict=True))
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)  # replicas append whole lines, never interleaved
-            fh.write(lines)
-            fh.flush()
-            os.fsync(fh.fileno())  # a case acknowledged to the caller is a case on disk
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-    def changed(self) -> bool:
-        try:
-            return self.path.stat().st_size != self.offset
-        except FileNotFoundError:
-            return False
-
-    def read_new(self) -> list[tuple[Case, str, np.ndarray]]:
-        """Complete lines appended since the last call: (case, encoder fingerprint, vector)."""
-        try:
-            with open(self.path, "rb") as fh:
-                fh.seek(self.offset)
-                data = fh.read()
-        except FileNotFoundError:
-            return []
-        end = data.rfind(b"\n") + 1  # a line still being written is read next time
-        out = []
-        for line in data[:end].splitlines():
-            if not line.strip():
-                continue
-            try:
-                raw = json.loads(line)
-                vector = _unpack(raw.pop("vector"))
-                fingerprint = raw.pop("encoder")
-                out.append((Case(**raw), fingerprint, vector))
-            except (ValueError, TypeError, KeyError):
-                continue  # a damaged line loses one case, not the journal
-        self.offset += end
-        return out
-
-    def replay_into(self, index: CaseIndex, fingerprint: str, embed: Callable[[list[str]], np.ndarray]) -> int:
-        """Apply new journal lines to `index`; lines from another encoder are embedded again."""
-        entries = self.read_new()
-        if not entries:
-            return 0
-        cases = [c for c, _, _ in entries]
-        vectors = np.stack([v if fp == fingerprint and v.shape == (index.dim,) else np.zeros(index.dim, np.float32)
-                            for _, fp, v in entries])
-        stale = [i for i, (_, fp, v) in enumerate(entries) if fp != fingerprint or v.shape != (index.dim,)]
-        if stale:
-            vectors[stale] = embed([cases[i].text for i in stale])
-        index.upsert(cases, vectors)
-        return len(entries)

@@ -19,6 +19,25 @@ from hub.yamlconfig import read_yaml_mapping
 REPO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "reason.yaml"
 
 
+class CaseRetention(WireModel):
+    """`case_retention:` limits of the run-time case journal (models/textcls/journal.py).
+
+    Past cases are what similar-case search is for: a three-year-old answer about the same flooded
+    underpass is still the best template, so these keep years, not the 30 days of camera events.
+    Five years is about how long replies stay current (policies and departments change); 200k cases
+    is ~2 years of a busy city hotline closing 300 cases a day and costs a replica ~300 MB of vectors
+    (384 float32 each) plus the texts; at ~3.5 KB a journal line (vector 2 KB as base64, text, reply)
+    that is ~700 MB on disk, so `max_mb` binds first only when texts run long. The seed corpus of the
+    model artifact is never pruned.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    max_age_days: float = Field(1825.0, gt=0)  # cases added (or last updated) longer ago go
+    max_cases: int = Field(200_000, ge=1)  # past it the oldest go, down to 90% (see journal.KEEP_FRACTION)
+    max_mb: float = Field(1024.0, gt=0)  # journal file size; past it the oldest go, down to 90%
+
+
 class ReasonConfig(WireModel):
     """`configs/reason.yaml`; unknown keys and out-of-range values are refused with the key named."""
 
@@ -34,6 +53,7 @@ class ReasonConfig(WireModel):
     max_text_chars: int = Field(4000, ge=1)
     max_request_chars: int = Field(1_000_000, ge=1)
     reply_excerpt_chars: int = Field(160, ge=0)
+    case_retention: CaseRetention = CaseRetention()
 
     @model_validator(mode="after")
     def _limits_agree(self) -> ReasonConfig:

@@ -10,7 +10,7 @@ import pytest
 from hub.contract import ModelInfo, run_batch
 from hub.errors import InvalidInput, ModelLoadError, PayloadTooLarge
 from models.textcls import AddCasesRequest, HotlineClassifier, NewCase, ReasonRequest, ReasonResponse
-from models.textcls.config import ReasonConfig
+from models.textcls.config import CaseRetention, ReasonConfig
 from tests.models.test_textcls_support import LABELLED, default_artifact, load_classifier
 
 
@@ -240,7 +240,8 @@ def test_cases_added_on_one_replica_reach_another(artifact, tmp_path):
 
 
 def test_journal_lines_of_another_encoder_are_embedded_again(artifact, tmp_path):
-    from models.textcls.cases import Case, CaseJournal
+    from models.textcls.cases import Case
+    from models.textcls.journal import CaseJournal
 
     case = Case(id="old-1", subject="垃圾站臭气", text="幸福里垃圾中转站夏天臭气熏天，苍蝇很多，居民窗户都不敢开。",
                 source="added")
@@ -248,6 +249,30 @@ def test_journal_lines_of_another_encoder_are_embedded_again(artifact, tmp_path)
     clf = load_classifier(artifact, tmp_path)
     r = clf.predict_batch([ReasonRequest(text="幸福里的垃圾中转站太臭了，苍蝇多得窗户不敢开", cases_k=1)])[0]
     assert r.similar_cases[0].id == "old-1"
+
+
+def test_an_addition_past_max_cases_compacts_and_every_replica_follows(artifact, tmp_path):
+    """The replica whose addition crossed `max_cases` compacts the journal (oldest out, down to 90%);
+    a replica that had applied the old generation rebuilds on its next batch: the seed corpus is whole,
+    the dropped case is gone, the kept ones are there once."""
+    config = ReasonConfig.load().model_copy(update={"case_retention": CaseRetention(max_cases=3)})
+    a = load_classifier(artifact, tmp_path, config=config)
+    b = load_classifier(artifact, tmp_path, config=config)
+    seed = len(a.cases)
+    texts = {"k1": "新华路铁路桥下涵洞一下雨就积水半米深，车辆无法通行。",
+             "k2": "幸福里垃圾中转站夏天臭气熏天，苍蝇很多，居民窗户都不敢开。",
+             "k3": "锦绣花园小区东门外的人行道和盲道上堆满了共享单车。",
+             "k4": "滨湖路的路灯连续两周不亮，晚上散步的老人摔倒了。"}
+    for case_id in ("k1", "k2", "k3"):
+        a.add_cases(AddCasesRequest(cases=[NewCase(id=case_id, text=texts[case_id])]))
+    b.predict_batch([b.sample_request()])
+    assert len(b.cases) == seed + 3 and a.journal.generation == 0
+    answer = a.add_cases(AddCasesRequest(cases=[NewCase(id="k4", text=texts["k4"])]))
+    assert (answer.added, answer.total_cases, a.journal.generation) == (1, seed + 2, 1)  # kept int(0.9 x 3)
+    hit = b.predict_batch([ReasonRequest(text="新华路铁路桥涵洞下雨积水很深车过不去", cases_k=5)])[0]
+    assert "k1" not in {c.id for c in hit.similar_cases}
+    added = sorted(c.id for c in b.cases.cases if c.source == "added")
+    assert added == ["k3", "k4"] and len(b.cases) == b.cases.index.ntotal == seed + 2
 
 
 @pytest.mark.parametrize("bad", [{"cases": []}, {"cases": [{"id": "", "text": "x"}]},
