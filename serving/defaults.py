@@ -51,6 +51,24 @@ def default_models(capabilities: Iterable[str], *, alternatives: bool = False) -
     return out
 
 
+def catalogue_model(capability: str, model_name: str) -> DefaultModel | None:
+    """A model the catalogue can build for `capability` (default, alternative or opt-in), by name."""
+    from models.catalogue import get_entry
+
+    entry = get_entry(capability)
+    buildable = entry.buildable()
+    if model_name not in buildable:
+        return None
+    if model_name == entry.default_model:
+        return default_models([capability])[0]
+    function_name = buildable[model_name]
+
+    def prepare(shared: Path, dest: Path) -> dict:
+        return entry.prepare_alternative(function_name)(shared, dest)
+
+    return DefaultModel(entry.capability, model_name, prepare)
+
+
 def ensure_defaults(capabilities: Iterable[str], settings: HubSettings | None = None,
                     store: MlflowStore | None = None, *, alternatives: bool = False) -> list[BootstrapResult]:
     """Register the default model of each capability unless it already has a champion (and, with

@@ -42,13 +42,15 @@ class Loaded:
 class CapabilityServer:
     """Loads, serves and hot-swaps one capability (Ray-free, so it is testable in-process)."""
 
-    def __init__(self, capability: str) -> None:
+    def __init__(self, capability: str, kind: str | None = None) -> None:
+        """`capability`: the deployment's name (routes, metrics); `kind`: the catalogue capability it
+        runs, when that differs (a second `speak` deployment named `speak-zh`)."""
         from models.catalogue import get_entry
         from registry.store import MlflowStore
 
         apply_runtime_env()
         self.name = capability
-        self.entry = get_entry(capability)
+        self.entry = get_entry(kind or capability)
         self.cls = self.entry.load_class()
         self.store = MlflowStore.from_settings()
         self.active: Loaded | None = None
@@ -215,10 +217,10 @@ def rss_mib() -> float | None:
 class CapabilityDeployment:
     """Ray Serve wrapper: a continuous batcher + a background poller that follows the alias."""
 
-    def __init__(self, capability: str) -> None:
+    def __init__(self, capability: str, kind: str | None = None) -> None:
         from serving import metrics
 
-        self.server = CapabilityServer(capability)
+        self.server = CapabilityServer(capability, kind)
         self.metrics = metrics.CapabilityMetrics(capability)
         self.batcher: Batcher | None = None
         self._stop = threading.Event()

