@@ -13,8 +13,6 @@ Per item: empty text -> 400 (that item only), text over `max_request_chars` -> 4
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -25,11 +23,11 @@ import numpy as np
 from hub.contract import prepare_each
 from hub.errors import HubError, InvalidInput, ModelLoadError, PayloadTooLarge
 from models.textcls.artifact import read_hub_json
+from models.textcls.case_library import CaseLibrary
 from models.textcls.cases import Case, CaseIndex
 from models.textcls.config import ReasonConfig
 from models.textcls.encoder import E5Encoder, EncoderSpec, clean
 from models.textcls.heads import load_head, softmax
-from models.textcls.journal import CaseJournal
 from models.textcls.schema import (
     AddCasesRequest,
     AddCasesResponse,
@@ -66,7 +64,6 @@ class HotlineClassifier:
         self._data_dir = data_dir
         self._config = config
         self._embedding_cache = embedding_cache  # training/eval only: serving never caches
-        self._sync_lock = threading.Lock()
 
     # ---- loading --------------------------------------------------------------------------------
     def load(self, artifact_dir: Path, device: str) -> None:
@@ -81,10 +78,10 @@ class HotlineClassifier:
             EncoderSpec(**{k: stored[k] for k in EncoderSpec.__dataclass_fields__ if k in stored}),
             cache_dir=self._embedding_cache)
         self.encoder.check_identity(stored)
-        self._seed = partial(CaseIndex.load, artifact_dir / "cases")  # a new journal generation starts from it
-        self.cases = self._seed()
-        if self.cases.dim != self.encoder.spec.dim:
-            raise ModelLoadError(f"case index has {self.cases.dim}-d vectors, the encoder makes {self.encoder.spec.dim}")
+        seed = partial(CaseIndex.load, artifact_dir / "cases")  # a new journal generation starts from it
+        seed_index = seed()
+        if seed_index.dim != self.encoder.spec.dim:
+            raise ModelLoadError(f"case index has {seed_index.dim}-d vectors, the encoder makes {self.encoder.spec.dim}")
         self.config = self._config or ReasonConfig.load()
         unrouted = [c for c in self.labels if c not in self.config.routing]
         if unrouted:
@@ -93,12 +90,16 @@ class HotlineClassifier:
             from hub.settings import get_settings
 
             self._data_dir = get_settings().data_dir / "reason"
-        self.journal = CaseJournal(self._data_dir, self.config.case_retention)
-        with self._sync_lock:
-            replayed = self._sync_locked()
+        self.library = CaseLibrary(seed_index, seed, self._data_dir, self.config.case_retention,
+                                   self.encoder.spec.fingerprint, self.encoder.encode)
         self.metadata = dict(hub.get("metadata", {}))
         log.info("reason: %s classifier, %d labels, %d cases (%d added at run time)",
-                 spec.get("kind"), len(self.labels), len(self.cases), replayed)
+                 spec.get("kind"), len(self.labels), len(self.cases), self.library.replayed)
+
+    @property
+    def cases(self) -> CaseIndex:
+        """The similar-case index now: seed corpus + cases added at run time (see CaseLibrary)."""
+        return self.library.index
 
     def sample_request(self) -> ReasonRequest:
         return ReasonRequest(text="小区门口的路灯坏了两个星期，晚上很危险，请尽快派人维修。")
@@ -109,24 +110,6 @@ class HotlineClassifier:
         if vectors is None and self.head.uses_embeddings:
             vectors = self.encoder.encode(texts)
         return softmax(self.head.logits(list(texts), vectors), self.temperature)
-
-    def _sync_journal(self) -> None:
-        # Another replica added cases or compacted the journal, or this one's view is past a limit
-        # (an age cut in a hub that adds no cases: checked here, in memory, once a batch).
-        if self.journal.changed() or self.journal.due(time.time()):
-            with self._sync_lock:
-                self._sync_locked()
-
-    def _sync_locked(self) -> int:
-        """Apply the journal's new lines, then compact it if this replica finds it past a retention
-        limit. Compaction runs where the journal grows (an addition, or a replica's start or batch that
-        sees another's additions): no extra thread or timer, and the one lock file keeps it to one
-        replica at a time; the others rebuild from the new generation on their next batch."""
-        fingerprint, embed = self.encoder.spec.fingerprint, self.encoder.encode
-        self.cases, applied = self.journal.sync(self.cases, fingerprint, embed, self._seed)
-        if self.journal.due(time.time()) and self.journal.compact(time.time()) is not None:
-            self.cases, applied = self.journal.sync(self.cases, fingerprint, embed, self._seed)
-        return applied
 
     def _check(self, request: ReasonRequest) -> tuple[str, bool]:
         if not request.text or not request.text.strip():
@@ -141,7 +124,7 @@ class HotlineClassifier:
         return prepare_text(request.text, self.config.max_text_chars)
 
     def predict_batch(self, requests: Sequence[ReasonRequest]) -> list[ReasonResponse | HubError]:
-        self._sync_journal()
+        self.library.refresh()  # cases other replicas added, a compacted journal
         batch = prepare_each(requests, self._check)
         out, good = batch.out, batch.slots
         texts = [text for text, _ in batch.items]
@@ -191,14 +174,5 @@ class HotlineClassifier:
                       reply=c.reply, category=c.category, source="added") for c in request.cases]
         if any(not c.id or not c.text.strip() for c in cases):
             raise InvalidInput("every case needs a non-empty id and text", field="cases")
-        vectors = self.encoder.encode([c.text for c in cases])
-        fingerprint = self.encoder.spec.fingerprint
-        with self._sync_lock:
-            self._sync_locked()
-            ids = {c.id for c in cases}
-            existing = {i for i in ids if i in self.cases.rows}
-            self.journal.append(cases, vectors, fingerprint)
-            # Apply through the journal, so our lines and any another replica appended meanwhile land
-            # in the same order on every replica; an append past a limit compacts here.
-            self._sync_locked()
-        return AddCasesResponse(added=len(ids - existing), updated=len(existing), total_cases=len(self.cases))
+        added, updated = self.library.add(cases, self.encoder.encode([c.text for c in cases]))
+        return AddCasesResponse(added=added, updated=updated, total_cases=len(self.cases))

@@ -10,7 +10,8 @@ oldest lines down to `KEEP_FRACTION` of both limits (so the next compaction is f
 next append). The rewritten file starts with a header line carrying a generation number and
 replaces the old one atomically (temp file, fsync, rename, directory fsync); a crash leaves either
 journal whole. A replica whose file changed generation (or inode) rebuilds its index from the seed
-corpus plus the new file, so it never skips or applies a case twice; the seed corpus (the model
+corpus plus the new file (models/textcls/case_library.py does that in the background), so it never
+skips or applies a case twice; the seed corpus (the model
 artifact's cases) is never in the journal and never pruned. Appends and compactions take one lock
 file beside the journal, so an append can never land in a file that is being replaced.
 
@@ -45,7 +46,9 @@ TEMP_NAME = "added_cases.jsonl.compacting"
 HEADER_KEY = "case_journal"
 DAY_S = 86_400.0
 MB = 1024 * 1024
-AGE_SLACK_S = DAY_S  # an age compaction waits until a line is a day past the limit: at most one a day
+# An age compaction waits until the oldest line is this far past the limit (1% of max_age_days, at
+# least a day): a full window is rewritten every 18 days with the default five years, not daily.
+AGE_SLACK_FRACTION, MIN_AGE_SLACK_S = 0.01, DAY_S
 RETRY_GAP_S = 60.0  # a compaction that found nothing to drop is not tried again for this long
 KEEP_FRACTION = 0.9  # a size cut keeps this much of max_cases and max_mb: appends do not each compact
 
@@ -202,25 +205,41 @@ class CaseJournal:
             return self.inode is not None
         return st.st_ino != self.inode or st.st_size != self.offset
 
+    def replaced(self) -> bool:
+        """The file is no longer the one this view tails: compacted (renamed over) or removed. (A new
+        file that got the old inode number is caught by its generation in `read_new`.)"""
+        if self.inode is None:
+            return False
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return True
+        return st.st_ino != self.inode or st.st_size < self.offset
+
     def read_new(self) -> JournalRead:
         """Complete lines appended since the last call; `reset` when the file is another generation."""
         try:
             with open(self.path, "rb") as fh:  # one descriptor: header and body of the same file
                 st = os.fstat(fh.fileno())
-                data = fh.read()
+                generation, start = _header(fh.readline())
+                reset = self.inode is not None and (st.st_ino != self.inode or generation != self.generation
+                                                    or st.st_size < self.offset)
+                if reset or self.inode is None:
+                    self._reset_view()
+                    self.generation, self.inode, self.offset, self.body_start = generation, st.st_ino, start, start
+                fh.seek(self.offset)
+                data = fh.read()  # only what this replica has not applied yet
         except FileNotFoundError:
             reset = self.inode is not None  # removed by hand: back to the seed corpus
             self._reset_view()
             return JournalRead([], reset)
-        generation, start = _header(data)
-        reset = self.inode is not None and (st.st_ino != self.inode or generation != self.generation
-                                            or len(data) < self.offset)
-        if reset or self.inode is None:
-            self._reset_view()
-            self.generation, self.inode, self.offset, self.body_start = generation, st.st_ino, start, start
         end = data.rfind(b"\n") + 1  # a line still being written is read next time
+        self.offset += end
+        return JournalRead(self._parse(data[:end]), reset)
+
+    def _parse(self, data: bytes) -> list[JournalEntry]:
         entries = []
-        for line in data[self.offset:max(end, self.offset)].splitlines():
+        for line in data.splitlines():
             if not line.strip():
                 continue
             self.lines += 1
@@ -228,10 +247,9 @@ class CaseJournal:
             if entry is None:
                 continue
             entries.append(entry)
-            if entry.added_wall is not None:
-                self.oldest_wall = min(entry.added_wall, self.oldest_wall or entry.added_wall)
-        self.offset = max(end, self.offset)
-        return JournalRead(entries, reset)
+            if entry.added_wall is not None and (self.oldest_wall is None or entry.added_wall < self.oldest_wall):
+                self.oldest_wall = entry.added_wall
+        return entries
 
     def sync(self, index: CaseIndex, fingerprint: str, embed: Callable[[list[str]], np.ndarray],
              seed: Callable[[], CaseIndex]) -> tuple[CaseIndex, int]:
@@ -261,8 +279,9 @@ class CaseJournal:
         if now_wall < self._quiet_until_wall:
             return False
         lim = self.retention
-        too_old = (self.oldest_wall is not None
-                   and self.oldest_wall < now_wall - lim.max_age_days * DAY_S - AGE_SLACK_S)
+        max_age_s = lim.max_age_days * DAY_S
+        slack_s = max(MIN_AGE_SLACK_S, max_age_s * AGE_SLACK_FRACTION)
+        too_old = self.oldest_wall is not None and self.oldest_wall < now_wall - max_age_s - slack_s
         return too_old or self.lines > lim.max_cases or self.offset - self.body_start > lim.max_mb * MB
 
     def compact(self, now_wall: float) -> Compaction | None:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from models.textcls import journal as journal_mod
+from models.textcls.case_library import CaseLibrary
 from models.textcls.cases import Case, CaseIndex
 from models.textcls.config import CaseRetention, ReasonConfig
 from models.textcls.journal import (
@@ -180,6 +181,8 @@ def test_two_generations_in_a_row_are_both_seen(tmp_path):
     (CaseRetention(max_cases=5), 0, 6, True),
     (CaseRetention(max_age_days=30), 30.5, 1, False),  # within the day of slack: no daily rewrite storm
     (CaseRetention(max_age_days=30), 31.5, 1, True),
+    (CaseRetention(), 1825 + 18, 1, False),  # five years: the slack is 1% (18 days), a rewrite every 18 days
+    (CaseRetention(), 1825 + 19, 1, True),
     (CaseRetention(max_mb=0.001), 0, 1, False),  # a line here is ~150 bytes (8-d vectors)
     (CaseRetention(max_mb=0.001), 0, 10, True),
 ])
@@ -283,3 +286,36 @@ def test_reason_config_takes_case_retention():
 
     with pytest.raises(InvalidInput, match="max_cases"):
         ReasonConfig.from_dict({"case_retention": {"max_cases": 0}})
+
+
+# ---- a replica's library: background rebuild, synchronous additions ----------------------------------
+def library(directory, retention: CaseRetention):
+    return CaseLibrary(seed(), seed, directory, retention, FP, never_embed)
+
+
+def test_a_library_rebuilds_a_compacted_journal_in_the_background(tmp_path):
+    retention = CaseRetention(max_cases=3)
+    writer, reader = library(tmp_path, retention), library(tmp_path, retention)
+    for ids in (["a", "b"], ["c"]):
+        writer.add([case(i) for i in ids], np.stack([vec(i) for i in ids]))
+    reader.refresh()
+    assert_index_is(reader.index, [*SEED_IDS, "a", "b", "c"])
+    assert writer.add([case("d")], vec("d")[None]) == (1, 0)  # past max_cases: compacts, rebuilds inline
+    assert_index_is(writer.index, [*SEED_IDS, "c", "d"]) and writer.journal.generation == 1
+    reader.refresh()  # starts the rebuild; the old index answers meanwhile
+    assert reader.wait(timeout_s=30)
+    assert_index_is(reader.index, [*SEED_IDS, "c", "d"]) and reader.journal.generation == 1
+    writer.add([case("e")], vec("e")[None])
+    reader.refresh()  # back to tailing: appended lines apply inline
+    assert_index_is(reader.index, [*SEED_IDS, "c", "d", "e"])
+
+
+def test_an_addition_during_a_rebuild_is_neither_lost_nor_applied_twice(tmp_path):
+    retention = CaseRetention(max_cases=2)
+    writer, reader = library(tmp_path, retention), library(tmp_path, retention)
+    writer.add([case(i) for i in "abc"], np.stack([vec(i) for i in "abc"]))  # compacts: keeps c
+    reader.refresh()  # rebuild in the background ...
+    assert reader.add([case("z")], vec("z")[None]) == (1, 0)  # ... while this replica adds inline
+    assert reader.wait(timeout_s=30)
+    reader.refresh()
+    assert_index_is(reader.index, [*SEED_IDS, "c", "z"])
