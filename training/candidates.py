@@ -6,6 +6,10 @@
 - `hybrid`     one linear SVM over TF-IDF and 2 x e5 vectors side by side.
 - `char-bert`  a compact BERT over characters (transformers), trained from scratch on CPU;
                optionally its embeddings start from the Tencent 200-d character vectors.
+- `subject-hybrid`  `hybrid` plus the subject line (its own TF-IDF and 2 x its e5 vector): the second
+               head of an artifact, trained when the data has subjects (not a rival of the others: it
+               answers only requests that give a subject). Lead's 5-fold CV over 3 seeds, 395 messages:
+               0.862 accuracy vs 0.810 for `hybrid`; subject weights 1/2 vs 1/1 (0.857), 0.7/1.5 (0.862).
 
 >>> head = make_candidate("tfidf").fit(texts, y, vectors=None, n_classes=7)
 """
@@ -20,10 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from models.textcls.heads import CharBertHead, LinearHead, TfidfFeatures
+from models.textcls.heads import CharBertHead, LinearHead, SubjectBlock, TfidfFeatures
 
 NAMES = ("tfidf", "e5-linear", "hybrid", "char-bert")
 FAST = ("tfidf", "e5-linear", "hybrid")  # the default model's candidates: seconds, not minutes
+SUBJECT = "subject-hybrid"  # the subject-aware head's candidate
 
 
 def _full_coef(coef: np.ndarray, intercept: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -48,13 +53,21 @@ class LinearCandidate:
     model: str  # "svm" | "logreg"
     c: float
     seed: int = 0
+    subject_tfidf_weight: float = 0.0  # both 0: the text alone
+    subject_embedding_weight: float = 0.0
 
     @property
     def uses_embeddings(self) -> bool:
         return self.embedding_weight > 0
 
     @property
+    def uses_subject(self) -> bool:
+        return self.subject_tfidf_weight > 0 or self.subject_embedding_weight > 0
+
+    @property
     def kind(self) -> str:
+        if self.uses_subject:
+            return "subject-hybrid-linear"
         return {(True, False): "tfidf-linear", (False, True): "e5-linear"}.get(
             (self.use_tfidf, self.uses_embeddings), "hybrid-linear")
 
@@ -62,13 +75,20 @@ class LinearCandidate:
         return {**asdict(self), "kind": self.kind, "tfidf": "char 1-3-gram, min_df=2, sublinear tf" if self.use_tfidf
                 else "none"}
 
-    def fit(self, texts: Sequence[str], y: np.ndarray, vectors: np.ndarray | None, n_classes: int) -> LinearHead:
+    def fit(self, texts: Sequence[str], y: np.ndarray, vectors: np.ndarray | None, n_classes: int,
+            subjects: Sequence[str] | None = None, subject_vectors: np.ndarray | None = None) -> LinearHead:
         from sklearn.linear_model import LogisticRegression
         from sklearn.svm import LinearSVC
 
         tfidf = TfidfFeatures.from_vectorizer(_tfidf(texts)) if self.use_tfidf else None
-        head = LinearHead(self.kind, np.zeros((0, 0)), np.zeros(0), tfidf, self.embedding_weight)
-        x = head.features(texts, vectors)
+        subject = None
+        if self.uses_subject:
+            if subjects is None:
+                raise ValueError(f"{self.name} needs subjects")
+            subject = SubjectBlock(TfidfFeatures.from_vectorizer(_tfidf(subjects)), self.subject_tfidf_weight,
+                                   self.subject_embedding_weight)
+        head = LinearHead(self.kind, np.zeros((0, 0)), np.zeros(0), tfidf, self.embedding_weight, subject)
+        x = head.features(texts, vectors, subjects, subject_vectors)
         if self.model == "svm":
             clf = LinearSVC(C=self.c, class_weight="balanced", random_state=self.seed, max_iter=5000)
         else:
@@ -76,7 +96,7 @@ class LinearCandidate:
         clf.fit(x, y)
         coef, intercept = _full_coef(clf.coef_, clf.intercept_, n_classes)
         return LinearHead(self.kind, coef.astype(np.float64), intercept.astype(np.float64), tfidf,
-                          self.embedding_weight)
+                          self.embedding_weight, subject)
 
 
 @dataclass(frozen=True)
@@ -203,8 +223,12 @@ def make_candidate(name: str, *, seed: int = 0, vectors_dir: Path | None = None,
         return LinearCandidate(name, use_tfidf=False, embedding_weight=1.0, model="logreg", c=100.0, seed=seed)
     if name == "hybrid":
         return LinearCandidate(name, use_tfidf=True, embedding_weight=2.0, model="svm", c=1.0, seed=seed)
+    if name == SUBJECT:
+        return LinearCandidate(name, use_tfidf=True, embedding_weight=2.0, model="svm", c=1.0, seed=seed,
+                               subject_tfidf_weight=1.0, subject_embedding_weight=2.0)
     if name == "char-bert":
         return CharBertCandidate(params_=bert or BertParams(), vectors_dir=vectors_dir, seed=seed)
     from hub.errors import InvalidInput
 
-    raise InvalidInput(f"unknown candidate {name!r}; known: {', '.join(NAMES)}", field="candidates")
+    raise InvalidInput(f"unknown candidate {name!r}; known: {', '.join((*NAMES, SUBJECT))}",
+                       field="candidates")

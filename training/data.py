@@ -26,6 +26,9 @@ class LabelledData:
     labels: tuple[str, ...]
     source: str
     sha256: str  # of the file as read: which data made a version
+    # the file had a subject column with some non-empty value (otherwise `subjects` are the texts'
+    # first 40 characters, good enough for case titles but no signal for a subject head)
+    has_subjects: bool = False
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -84,10 +87,11 @@ def load_labelled(path: Path, text_col: str = "text", label_col: str = "category
         seen[case_id] = seen.get(case_id, 0) + 1
         unique_ids.append(case_id if seen[case_id] == 1 else f"{case_id}#{seen[case_id]}")
     texts = [str(v) for v in frame[text_col]]
-    subjects = ([str(v) for v in frame[subject_col]] if subject_col in frame.columns
-                else [t.strip()[:40] for t in texts])
+    has_subjects = bool(subject_col) and subject_col in frame.columns and any(
+        str(v).strip() for v in frame[subject_col])
+    subjects = ([str(v) for v in frame[subject_col]] if has_subjects else [t.strip()[:40] for t in texts])
     return LabelledData(tuple(unique_ids), tuple(subjects), tuple(texts),
-                        tuple(str(v).strip() for v in frame[label_col]), str(path), _sha256(path))
+                        tuple(str(v).strip() for v in frame[label_col]), str(path), _sha256(path), has_subjects)
 
 
 def load_reply_cases(path: Path) -> list[Case]:

@@ -27,6 +27,7 @@ class TrainConfig:
     seed: int = 0
     bert: BertParams = field(default_factory=BertParams)
     progress: bool = True
+    subject_head: bool = True  # also train the subject-aware head when the data has subjects
 
 
 @dataclass(frozen=True)
@@ -59,17 +60,26 @@ class TrainResult:
     encoder_spec: EncoderSpec
     metadata: dict[str, Any]
     artifact_dir: Path
+    subject: CandidateResult | None = None  # the subject-aware head (None: the data had no subjects)
 
     @property
     def best(self) -> CandidateResult:
         return self.candidates[self.best_name]
+
+    def evaluated(self) -> dict[str, CandidateResult]:
+        """Every evaluated head: the text candidates, then the subject head if there is one."""
+        return {**self.candidates, **({self.subject.name: self.subject} if self.subject else {})}
 
     def metrics(self) -> dict[str, Any]:
         """Every number of the run, JSON-ready (metrics.json of the artifact)."""
         low, high = wilson_interval(self.best.heldout.accuracy, len(self.test_rows))
         out: dict[str, Any] = {"selected": self.best_name, "retrieval": self.retrieval, "review": self.review,
                                "heldout_n": len(self.test_rows), "heldout_accuracy_ci95": [low, high]}
-        for name, c in self.candidates.items():
+        if self.subject is not None:
+            out["subject_head"] = self.subject.name
+            out["subject_heldout_accuracy_ci95"] = list(wilson_interval(self.subject.heldout.accuracy,
+                                                                        len(self.test_rows)))
+        for name, c in self.evaluated().items():
             out[name] = {**c.cv.as_dict("cv_"), **c.heldout.as_dict("heldout_"), "cv_accuracy_std": c.cv_accuracy_std,
                          "temperature": c.temperature, "ece_raw": c.ece_raw, "ece_calibrated": c.ece_calibrated,
                          "fit_s": c.fit_s, "cv_confusion": c.cv.confusion.tolist(),

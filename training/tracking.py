@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from training.metrics import wilson_interval
 from training.report import save_confusion_png
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ def log_training(result: TrainResult, work_dir: Path) -> dict[str, str]:
                    f"{result.encoder_spec.max_chars} chars"}))
     run_ids = {}
     experiment_id = mlflow.active_run().info.experiment_id  # nested runs otherwise land in experiment 0
-    for name, c in result.candidates.items():
+    for name, c in result.evaluated().items():
         with mlflow.start_run(run_name=f"candidate-{name}", nested=True, experiment_id=experiment_id) as run:
             run_ids[name] = run.info.run_id
             mlflow.log_params(_params(c.params))
@@ -79,7 +80,15 @@ def log_training(result: TrainResult, work_dir: Path) -> dict[str, str]:
     mlflow.log_metrics({**best.cv.as_dict("cv_"), **best.heldout.as_dict("heldout_"),
                         "ece_calibrated": best.ece_calibrated, "temperature": best.temperature,
                         **{f"retrieval_{k}": v for k, v in result.retrieval.items()},
-                        "review_flagged_share": result.review["flagged_share"]})
+                        "review_flagged_share": result.review["flagged_share"], "heldout_n": len(result.test_rows),
+                        **dict(zip(("heldout_accuracy_ci95_low", "heldout_accuracy_ci95_high"),
+                                   wilson_interval(best.heldout.accuracy, len(result.test_rows)), strict=True))})
+    if result.subject is not None:  # the head that answers requests with a subject line
+        s = result.subject
+        low, high = wilson_interval(s.heldout.accuracy, len(result.test_rows))
+        mlflow.log_metrics({**s.cv.as_dict("subject_cv_"), **s.heldout.as_dict("subject_heldout_"),
+                            "subject_heldout_accuracy_ci95_low": low, "subject_heldout_accuracy_ci95_high": high,
+                            "subject_cv_accuracy_std": s.cv_accuracy_std, "subject_temperature": s.temperature})
     if "tfidf" in result.candidates and best.name != "tfidf":
         base = result.candidates["tfidf"]
         mlflow.log_metrics({"gain_over_tfidf_cv_accuracy": best.cv.accuracy - base.cv.accuracy,

@@ -2,7 +2,10 @@
 
     hub.json              capability, format, flat metadata, labels, classifier spec (+ temperature),
                           encoder identity (+ probe vector), case index spec
-    classifier/           head files (see models.textcls.heads)
+    classifier/           head files (see models.textcls.heads): the text-only head, used for every request
+                          without a subject line (a hotline call transcript has none)
+    classifier-subject/   optional (hub.json "subject_classifier"): the head that also reads the subject
+                          line, used when a request has one; artifacts without it answer from text only
     cases/cases.faiss     faiss IndexFlatIP of the e5 vectors of the case corpus
     cases/cases.jsonl     the cases, one JSON object per line, in index order
     MLmodel, input_example.json   MLflow signature and input example (written by training)
@@ -28,10 +31,14 @@ FORMAT = "hotline-textcls/1"
 
 
 def write_artifact(out_dir: Path, *, head: Head, labels: Sequence[str], temperature: float, encoder: E5Encoder,
-                   cases: CaseIndex, metadata: Mapping[str, Any]) -> dict:
+                   cases: CaseIndex, metadata: Mapping[str, Any], subject_head: Head | None = None,
+                   subject_temperature: float = 1.0) -> dict:
     """Write a complete artifact into `out_dir` and return its hub.json content."""
     out_dir.mkdir(parents=True, exist_ok=True)
     classifier = {**head.save(out_dir / "classifier"), "dir": "classifier", "temperature": float(temperature)}
+    subject = None if subject_head is None else {
+        **subject_head.save(out_dir / "classifier-subject"), "dir": "classifier-subject",
+        "temperature": float(subject_temperature)}
     hub = {
         "capability": CAPABILITY,
         "format": FORMAT,
@@ -40,6 +47,7 @@ def write_artifact(out_dir: Path, *, head: Head, labels: Sequence[str], temperat
         "classifier": classifier,
         "encoder": {**asdict(encoder.spec), "fingerprint": encoder.spec.fingerprint, "probe": encoder.probe()},
         "cases": cases.save(out_dir / "cases"),
+        **({"subject_classifier": subject} if subject else {}),
     }
     (out_dir / "hub.json").write_text(json.dumps(hub, ensure_ascii=False, indent=1), encoding="utf-8")
     return hub

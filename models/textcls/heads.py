@@ -3,6 +3,8 @@
 Stored without pickle, so loading a user's version runs no code from it:
 - `LinearHead` — a linear model over char n-gram TF-IDF features, e5 vectors, or both side by side
   (`kind` "tfidf-linear", "e5-linear", "hybrid-linear"); vocabulary/idf/weights as JSON + .npy.
+  With a `SubjectBlock` ("subject-hybrid-linear") it also reads the request's subject line: its own
+  TF-IDF and its e5 vector, appended to the text features.
 - `CharBertHead` — a small BERT over single characters (transformers `save_pretrained` + vocab.json).
 Probabilities are `softmax(logits / temperature)`, the temperature fitted on out-of-fold predictions.
 
@@ -69,20 +71,42 @@ class TfidfFeatures:
 
 
 @dataclass(frozen=True)
+class SubjectBlock:
+    """The subject line's features: `tfidf_weight * tfidf_s(subject) | embedding_weight * e5(subject)`,
+    with a vocabulary of its own (subjects are short titles, their n-grams weigh differently)."""
+
+    tfidf: TfidfFeatures
+    tfidf_weight: float
+    embedding_weight: float
+
+    def features(self, subjects: Sequence[str], vectors: np.ndarray | None) -> sp.csr_matrix:
+        if vectors is None:
+            raise ValueError("the subject block needs e5 vectors of the subjects")
+        return sp.hstack([self.tfidf.transform(subjects) * self.tfidf_weight,
+                          sp.csr_matrix(vectors * self.embedding_weight)]).tocsr()
+
+
+@dataclass(frozen=True)
 class LinearHead:
-    """logits = [tfidf(text) | embedding_weight * e5(text)] @ coef.T + intercept."""
+    """logits = [tfidf(text) | embedding_weight * e5(text) (| subject block)] @ coef.T + intercept."""
 
     kind: str
     coef: np.ndarray  # (n_classes, n_features)
     intercept: np.ndarray  # (n_classes,)
     tfidf: TfidfFeatures | None = None
     embedding_weight: float = 0.0  # 0: no e5 part
+    subject: SubjectBlock | None = None  # set: every row needs a subject and its e5 vector
 
     @property
     def uses_embeddings(self) -> bool:
         return self.embedding_weight > 0
 
-    def features(self, texts: Sequence[str], vectors: np.ndarray | None):
+    @property
+    def uses_subject(self) -> bool:
+        return self.subject is not None
+
+    def features(self, texts: Sequence[str], vectors: np.ndarray | None, subjects: Sequence[str] | None = None,
+                 subject_vectors: np.ndarray | None = None):
         parts = []
         if self.tfidf is not None:
             parts.append(self.tfidf.transform(texts))
@@ -90,10 +114,15 @@ class LinearHead:
             if vectors is None:
                 raise ValueError(f"{self.kind} needs e5 vectors")
             parts.append(sp.csr_matrix(vectors * self.embedding_weight))
+        if self.subject is not None:
+            if subjects is None:
+                raise ValueError(f"{self.kind} needs the subjects")
+            parts.append(self.subject.features(subjects, subject_vectors))
         return sp.hstack(parts).tocsr() if len(parts) > 1 else parts[0]
 
-    def logits(self, texts: Sequence[str], vectors: np.ndarray | None) -> np.ndarray:
-        x = self.features(texts, vectors)
+    def logits(self, texts: Sequence[str], vectors: np.ndarray | None, subjects: Sequence[str] | None = None,
+               subject_vectors: np.ndarray | None = None) -> np.ndarray:
+        x = self.features(texts, vectors, subjects, subject_vectors)
         return np.asarray(x @ self.coef.T) + self.intercept
 
     def save(self, directory: Path) -> dict:
@@ -106,18 +135,33 @@ class LinearHead:
             (directory / "vocabulary.json").write_text(
                 json.dumps(list(self.tfidf.vocabulary), ensure_ascii=False), encoding="utf-8")
             spec["tfidf"] = {"ngram_range": list(self.tfidf.ngram_range), "analyzer": self.tfidf.analyzer}
+        if self.subject is not None:
+            t = self.subject.tfidf
+            np.save(directory / "subject_idf.npy", t.idf)
+            (directory / "subject_vocabulary.json").write_text(
+                json.dumps(list(t.vocabulary), ensure_ascii=False), encoding="utf-8")
+            spec["subject"] = {"ngram_range": list(t.ngram_range), "analyzer": t.analyzer,
+                               "tfidf_weight": self.subject.tfidf_weight,
+                               "embedding_weight": self.subject.embedding_weight}
         return spec
 
     @classmethod
     def load(cls, directory: Path, spec: dict) -> LinearHead:
-        tfidf = None
-        if "tfidf" in spec:
-            vocab = json.loads((directory / "vocabulary.json").read_text(encoding="utf-8"))
-            tfidf = TfidfFeatures(tuple(vocab), np.load(directory / "idf.npy"),
-                                  tuple(spec["tfidf"]["ngram_range"]), spec["tfidf"]["analyzer"])
+        tfidf = _load_tfidf(directory, "", spec["tfidf"]) if "tfidf" in spec else None
+        subject = None
+        if "subject" in spec:
+            s = spec["subject"]
+            subject = SubjectBlock(_load_tfidf(directory, "subject_", s), float(s["tfidf_weight"]),
+                                   float(s["embedding_weight"]))
         return cls(spec["kind"], np.load(directory / "coef.npy").astype(np.float64),
                    np.load(directory / "intercept.npy").astype(np.float64), tfidf,
-                   float(spec.get("embedding_weight", 0.0)))
+                   float(spec.get("embedding_weight", 0.0)), subject)
+
+
+def _load_tfidf(directory: Path, prefix: str, spec: dict) -> TfidfFeatures:
+    vocab = json.loads((directory / f"{prefix}vocabulary.json").read_text(encoding="utf-8"))
+    return TfidfFeatures(tuple(vocab), np.load(directory / f"{prefix}idf.npy"), tuple(spec["ngram_range"]),
+                         spec["analyzer"])
 
 
 class CharBertHead:
@@ -180,7 +224,7 @@ class CharBertHead:
 def load_head(directory: Path, spec: dict, device: str = "cpu") -> Head:
     kind = spec.get("kind")
     try:
-        if kind in ("tfidf-linear", "e5-linear", "hybrid-linear"):
+        if kind in ("tfidf-linear", "e5-linear", "hybrid-linear", "subject-hybrid-linear"):
             return LinearHead.load(directory, spec)
         if kind == "char-bert":
             return CharBertHead.load(directory, spec, device)

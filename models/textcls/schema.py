@@ -12,6 +12,9 @@ from hub.contract import Response, WireModel
 
 class ReasonRequest(WireModel):
     text: str
+    # the message's subject line (web form title); non-empty: the subject-aware head answers when the
+    # model has one. Cut at max_text_chars like the text; a hotline transcript has none.
+    subject: str = Field("", max_length=500)
     top_k: int | None = Field(None, ge=1, le=20)  # categories returned; None: configs/reason.yaml
     cases_k: int | None = Field(None, ge=0, le=20)  # similar cases returned; 0: skip retrieval
 
@@ -40,6 +43,7 @@ class ReasonResponse(Response):
     top_categories: list[CategoryScore]  # best first, top_k of them
     similar_cases: list[SimilarCase]
     truncated: bool = False  # the text was longer than max_text_chars and was cut
+    inputs: list[str] = ["text"]  # the request fields the classifier read: ["text"] or ["subject", "text"]
 
 
 class NewCase(WireModel):

@@ -52,9 +52,28 @@ def test_eval_reason_prints_accuracy_and_macro_f1_last(cli, shared_dir):
 
 
 @pytest.mark.parametrize(
+    ("subject_args", "inputs", "text_only_line"),
+    [
+        ([], "inputs: subject + text", True),  # the labelled file has a subject column: both heads reported
+        (["--subject-col", "subject"], "inputs: subject + text", True),
+        (["--subject-col", ""], "inputs: text", False),  # disabled: text only, as before
+        (["--subject-col", "no-such-column"], "inputs: text", False),
+    ],
+)
+def test_eval_reason_says_which_fields_it_read(cli, shared_dir, subject_args, inputs, text_only_line):
+    result = cli("eval", "reason", "--data", str(shared_dir.joinpath(*LABELLED)), "--text-col", "text",
+                 "--label-col", "category", *subject_args)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert lines[-3] == inputs and lines[-2].startswith("accuracy: ") and lines[-1].startswith("macro_f1: ")
+    assert any(line.startswith("text only: accuracy ") for line in lines) is text_only_line
+
+
+@pytest.mark.parametrize(
     ("args", "expect"),
     [
         (["小区门口的路灯坏了两个星期，晚上很危险，请尽快派人维修。"], "department:   市住房和城乡建设局"),
+        (["请尽快处理", "--subject", "小区路灯坏了无人维修"], "read:         subject + text"),
         (["今天天气怎么样"], "needs review: yes (low_confidence"),
     ],
 )

@@ -18,7 +18,7 @@ from tests.models.test_textcls_support import (
 )
 from training.candidates import BertParams, make_candidate
 from training.data import check_trainable, load_labelled, load_reply_cases, stratified_split
-from training.gate import Score, decide
+from training.gate import Score, decide, text_regression
 from training.metrics import expected_calibration_error, fit_temperature, retrieval_agreement, wilson_interval
 from training.textcls import TrainConfig, run_pipeline, train
 
@@ -170,6 +170,35 @@ def test_default_model_card_reports_the_run(artifact):
     low, high = metrics["heldout_accuracy_ci95"]
     assert metrics["heldout_n"] == 79 and low < best["heldout_accuracy"] < high
     assert f"95% Wilson interval {low:.3f}-{high:.3f}" in card
+    subject = metrics["subject-hybrid"]  # the subject-aware head: same folds, same held-out rows
+    low, high = metrics["subject_heldout_accuracy_ci95"]
+    assert "## Subject-aware head" in card and f"{subject['cv_accuracy']:.3f}" in card
+    assert low < subject["heldout_accuracy"] < high and f"{low:.3f}-{high:.3f} (n=79)" in card
+
+
+@pytest.mark.parametrize(
+    ("csv", "subject_col", "has_subjects"),
+    [
+        ("id,subject,text,category\n1,路灯,路灯坏了,城建\n", "subject", True),
+        ("id,subject,text,category\n1,路灯,路灯坏了,城建\n", "", False),  # disabled
+        ("id,subject,text,category\n1, ,路灯坏了,城建\n", "subject", False),  # blank column
+        ("id,text,category\n1,路灯坏了,城建\n", "subject", False),  # no column: first 40 chars as titles
+    ],
+)
+def test_labelled_data_knows_whether_it_has_subjects(tmp_path, csv, subject_col, has_subjects):
+    path = tmp_path / "d.csv"
+    path.write_text(csv, encoding="utf-8")
+    data = load_labelled(path, subject_col=subject_col)
+    assert data.has_subjects is has_subjects and data.subjects[0] == ("路灯" if has_subjects else "路灯坏了")
+
+
+@pytest.mark.parametrize(
+    ("challenger", "champion", "refused"),
+    [(0.80, None, False), (0.80, 0.80, False), (0.81, 0.80, False), (0.79, 0.80, True)],
+)
+def test_gate_refuses_a_worse_text_head(challenger, champion, refused):
+    reason = text_regression(Score(0.0, challenger, 79), None if champion is None else Score(0.0, champion, 79))
+    assert (reason is not None) is refused
 
 
 @pytest.mark.parametrize(
@@ -223,10 +252,17 @@ def test_pipeline_logs_registers_and_gates(hub_home, shared_dir, artifact):
     client = mlflow.MlflowClient(get_settings().tracking_uri)
     parent = client.get_run(outcome.run_id)
     assert parent.data.params["selected"] == "tfidf" and parent.data.tags["hub.gate.promoted"] == "False"
-    assert parent.data.metrics["gate_champion_macro_f1"] > parent.data.metrics["gate_challenger_macro_f1"]
+    m = parent.data.metrics
+    # as served (subject head where the held-out row has a subject) both versions answer with equally
+    # trained subject heads: a tie; the text-only head (hotline calls) of the tfidf challenger is worse
+    assert m["gate_challenger_macro_f1"] == m["gate_champion_macro_f1"] and m["gate_subject_rows"] == 79
+    assert m["gate_champion_text_macro_f1"] > m["gate_challenger_text_macro_f1"]
+    assert {"subject_cv_accuracy", "subject_heldout_accuracy", "subject_heldout_accuracy_ci95_low",
+            "heldout_accuracy_ci95_high"} <= set(m)
     children = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{outcome.run_id}'")
-    assert [c.data.tags["mlflow.runName"] for c in children] == ["candidate-tfidf"]
-    child = children[0]
+    names = {c.data.tags["mlflow.runName"]: c for c in children}
+    assert set(names) == {"candidate-tfidf", "candidate-subject-hybrid"}
+    child = names["candidate-tfidf"]
     assert {"cv_accuracy", "cv_macro_f1", "heldout_accuracy", "ece_calibrated", "cv_f1_城乡建设"} <= set(child.data.metrics)
     assert {a.path for a in client.list_artifacts(child.info.run_id, "confusion")} == {
         "confusion/tfidf-cv-confusion.png", "confusion/tfidf-heldout-confusion.png"}
@@ -259,7 +295,8 @@ def test_default_training_is_deterministic(shared_dir, artifact, tmp_path):
     meta = train_default(Path(shared_dir), tmp_path)
     first = json.loads((artifact / "hub.json").read_text(encoding="utf-8"))["metadata"]
     assert meta == first
-    assert np.array_equal(np.load(tmp_path / "classifier" / "coef.npy"), np.load(artifact / "classifier" / "coef.npy"))
+    for head in ("classifier", "classifier-subject"):
+        assert np.array_equal(np.load(tmp_path / head / "coef.npy"), np.load(artifact / head / "coef.npy"))
 
 
 def test_gate_refuses_a_champion_with_other_categories(hub_home, shared_dir, artifact, data):
