@@ -96,6 +96,10 @@ def test_speak_returns_audio_as_json_and_as_file(hub_server):
     assert rate > 0
 
 
+def body_inputs(reply) -> list[str]:
+    return reply.json()["inputs"]
+
+
 def test_reason_classifies_routes_and_finds_cases(hub_server):
     text = "小区门口的道路坑洼不平，下雨天积水严重，居民出行很不方便，希望有关部门尽快修复。"
     with hub_server.client() as c:
@@ -105,6 +109,11 @@ def test_reason_classifies_routes_and_finds_cases(hub_server):
             "id": "e2e-1", "subject": "路灯不亮", "text": "幸福路口的三盏路灯已经连续一周不亮了，夜间行人很危险。",
             "reply": "已通知路灯管理所维修。", "category": "城乡建设"}]})
         near_dup = c.post("/v1/reason", json={"text": "幸福路口三盏路灯连续一周不亮，晚上走路很危险", "cases_k": 3})
+        titled = c.post("/v1/reason", json={"text": "请相关部门尽快处理，谢谢。", "subject": "出租车拒载"})
+        long_title = c.post("/v1/reason", json={"text": "路灯坏了", "subject": "路" * 501})
+    assert titled.status_code == 200, titled.text
+    assert titled.json()["inputs"] == ["subject", "text"] and body_inputs(reply) == ["text"]
+    assert long_title.status_code == 400 and "subject" in long_title.text  # capped at 500 characters
     assert reply.status_code == 200, reply.text
     body = reply.json()
     assert body["category"] and body["department"] and 0 < body["confidence"] <= 1
