@@ -38,6 +38,9 @@ OFFLINE_ENV = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
     "DO_NOT_TRACK": "1",
     "RAY_USAGE_STATS_ENABLED": "0",
+    # Serve gives a new HTTP proxy 3 x 5 s to answer its readiness check, then kills it, and
+    # serve.start fails with ActorDiedError: measured on this 2-core box under load (3 of 3 starts).
+    "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "30",
     "TOKENIZERS_PARALLELISM": "false",
 }
 

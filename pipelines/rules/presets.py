@@ -38,6 +38,6 @@ def resolve_parking(preset: str | None, given: dict[str, Any]) -> dict[str, Any]
     """The rule's fields: the preset's values, overridden by those the config gave explicitly."""
     if preset is None:
         return dict(given)
-    if preset not in PARKING_PRESETS:
+    if not isinstance(preset, str) or preset not in PARKING_PRESETS:  # a JSON object or list is no name either
         raise ValueError(f"unknown parking preset {preset!r}; known: {sorted(PARKING_PRESETS)}")
     return {**PARKING_PRESETS[preset], **given}

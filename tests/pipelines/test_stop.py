@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from hub.contract import validate_as
+from hub.errors import InvalidInput
 from pipelines import rules
 from pipelines.rules import ParkingRule
 from pipelines.rules.presets import PARKING_PRESETS
@@ -125,3 +127,14 @@ def test_a_stored_camera_keeps_its_preset_values_after_a_restart():
     again = CameraSpec.model_validate(first.model_dump(mode="json"))
     assert first.plan().rules == again.plan().rules
     assert (again.plan().rules[0].method, again.plan().rules[0].exit_grace_s) == ("stop", 7.0)
+
+
+@pytest.mark.parametrize("preset", ["no-such-preset", {}, [], ["highway-stop"], 3])
+def test_an_unknown_or_malformed_preset_is_a_400_naming_the_field(preset):
+    """Found by the fuzz suite: a JSON object as `preset` was a 500 (unhashable dict)."""
+    body = {"camera_id": "cam-road", "url": "rtsp://10.0.0.1/s",
+            "zones": [{"zone_id": "road", "points": [[0, 0], [1, 0], [1, 1]], "normalized": True}],
+            "rules": [{"kind": "illegal_parking", "zone_id": "road", "preset": preset}]}
+    with pytest.raises(InvalidInput) as caught:
+        validate_as(CameraSpec, body)
+    assert caught.value.status_code == 400 and "preset" in str(caught.value)
