@@ -112,7 +112,7 @@ def test_presets_come_through_the_camera_config_and_fields_override_them():
                   {"kind": "illegal_parking", "zone_id": "road"}],
     })
     hw, urban, legacy = spec.plan().rules
-    assert (hw.method, hw.max_speed_kmh, hw.min_dwell_s, hw.min_stopped_s) == ("stop", 8.0, 2.0, 2.0)
+    assert (hw.method, hw.max_speed_kmh, hw.min_dwell_s, hw.min_stopped_s) == ("stop", 8.0, 2.0, 3.0)
     assert (urban.method, urban.min_dwell_s, urban.max_speed_kmh) == ("stop", 180.0, 5.0)
     assert (legacy.method, legacy.min_dwell_s, legacy.max_motion_px) == ("dwell", 180.0, 20.0)
     assert hw.calibration is not None and hw.calibration is urban.calibration
