@@ -13,10 +13,10 @@ from pydantic import ValidationError
 
 from hub.contract import ModelInfo, run_batch
 from hub.errors import InvalidInput, ModelLoadError, PayloadTooLarge
-from models.asr import ListenRequest, SpeechRecognizer, word_error_rate
-from models.asr import prepare_default as prepare_listen
+from models.asr import ListenRequest, word_error_rate
 from models.audio import decode_audio
 from models.tts import SpeakRequest, SpeakResponse, SpeechSynthesizer, build_ssml, prepare_default
+from tests.models.conftest import speak_with
 
 INFO = ModelInfo(name="espeak-ng", version="1", alias="champion")
 
@@ -31,19 +31,8 @@ def tts(tmp_path_factory, shared_dir) -> SpeechSynthesizer:
     return synthesizer
 
 
-@pytest.fixture(scope="module")
-def asr(tmp_path_factory, shared_dir) -> SpeechRecognizer:
-    out = tmp_path_factory.mktemp("listen-v1")
-    prepare_listen(shared_dir, out)
-    recognizer = SpeechRecognizer()
-    recognizer.load(out, "cpu")
-    return recognizer
-
-
 def speak(tts: SpeechSynthesizer, **fields) -> SpeakResponse:
-    result = run_batch(tts, [SpeakRequest(**fields)], INFO)[0]
-    assert not isinstance(result, Exception), result
-    return result
+    return speak_with(tts, INFO, **fields)
 
 
 ENGLISH_TEXTS = [

