@@ -110,12 +110,16 @@ class TrackerSpec(WireModel):
     minimum_consecutive_frames: int = Field(TrackerConfig.minimum_consecutive_frames, ge=1)
 
 
+# A URL never holds control characters (RFC 3986); a NUL reached FFmpeg and the OS as a 500.
+NO_CONTROL_CHARS = r"^[^\x00-\x1f\x7f]+$"
+
+
 class WebhookSpec(WireModel):
     """A webhook receiver with its own signing key (`X-Hub-Signature-256`). `secret` is best given
     as a `${HUB_WEBHOOK_<NAME>}` reference, resolved from the environment at run time; a literal
     secret works but is not written to `cameras.json`."""
 
-    url: str = Field(min_length=1, max_length=2048)
+    url: str = Field(min_length=1, max_length=2048, pattern=NO_CONTROL_CHARS)
     secret: str | None = Field(None, min_length=16, max_length=512)
 
 
@@ -131,7 +135,7 @@ class CameraSpec(WireModel):
     """
 
     camera_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    url: str = Field(min_length=1, max_length=2048)
+    url: str = Field(min_length=1, max_length=2048, pattern=NO_CONTROL_CHARS)
     loop: bool = False
     realtime: bool | None = None  # files: paced like a camera (default) or as fast as analysis goes
     analysis_fps: float = Field(5.0, gt=0, le=60)

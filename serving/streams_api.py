@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
-from pydantic import StrictInt
+from pydantic import Field, StrictInt
 
 from hub.contract import WireModel, validate_as
 from hub.errors import InvalidInput
@@ -98,11 +98,15 @@ async def dead_letters(url: str | None = None, limit: int = 100) -> Any:
     return {"dead_letters": await _call(_streams().dead_letters.remote(url, limit))}
 
 
+SQLITE_MAX_INT = 2**63 - 1
+
+
 class ReplayRequest(WireModel):
     """Which dead letters to queue again: by delivery id, by receiver URL, or (neither) all."""
 
-    ids: list[StrictInt] | None = None
-    url: str | None = None
+    # delivery ids are SQLite row ids: a bigger int cannot name one (and SQLite cannot bind it)
+    ids: list[Annotated[StrictInt, Field(ge=1, le=SQLITE_MAX_INT)]] | None = Field(None, max_length=10_000)
+    url: str | None = Field(None, max_length=2048)
 
 
 @router.post("/events/deadletters/replay", openapi_extra=documented_body(ReplayRequest, required=False))

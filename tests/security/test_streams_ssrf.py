@@ -106,6 +106,10 @@ REFUSED = [
     ("tcp scheme", "tcp://93.184.215.14:9000", "scheme tcp://"),
     ("udp scheme", "udp://93.184.215.14:9000", "scheme udp://"),
     ("file scheme", "file:///etc/passwd", "scheme file://"),
+    # found by the fuzz suite: a NUL reached the source as a 500 ("embedded null byte")
+    ("NUL in the host", "rtsp://cam\x00.example.com/s1", "should match pattern"),
+    ("NUL in a file path", "../shared/data/video/a\x00.mp4", "should match pattern"),
+    ("newline in the path", "rtsp://93.184.215.14/s1\r\nX-Injected: 1", "should match pattern"),
 ]
 
 
