@@ -43,12 +43,18 @@ def default_models(capabilities: Iterable[str], *, alternatives: bool = False) -
                 return entry.prepare_default()(shared, dest)
 
         out.append(DefaultModel(entry.capability, entry.default_model, prepare))
-        for model_name, function_name in entry.alternatives if alternatives else ():
-            def prepare_alternative(shared: Path, dest: Path, entry=entry, function_name=function_name) -> dict:
-                return entry.prepare_alternative(function_name)(shared, dest)
-
-            out.append(DefaultModel(entry.capability, model_name, prepare_alternative))
+        out += [_built_by(entry, model_name, function_name)
+                for model_name, function_name in (entry.alternatives if alternatives else ())]
     return out
+
+
+def _built_by(entry, model_name: str, function_name: str) -> DefaultModel:
+    """A model other than the default that the capability's package builds with `function_name`."""
+
+    def prepare(shared: Path, dest: Path) -> dict:
+        return entry.prepare_alternative(function_name)(shared, dest)
+
+    return DefaultModel(entry.capability, model_name, prepare)
 
 
 def catalogue_model(capability: str, model_name: str) -> DefaultModel | None:
@@ -61,12 +67,7 @@ def catalogue_model(capability: str, model_name: str) -> DefaultModel | None:
         return None
     if model_name == entry.default_model:
         return default_models([capability])[0]
-    function_name = buildable[model_name]
-
-    def prepare(shared: Path, dest: Path) -> dict:
-        return entry.prepare_alternative(function_name)(shared, dest)
-
-    return DefaultModel(entry.capability, model_name, prepare)
+    return _built_by(entry, model_name, buildable[model_name])
 
 
 def ensure_defaults(capabilities: Iterable[str], settings: HubSettings | None = None,
