@@ -63,9 +63,14 @@ def hub_home(tmp_path, monkeypatch) -> Path:
     reset_settings()
 
 
+LAST_MODULES = ("test_fuzz.py",)  # its generated cases leave cameras and cases in the session's hub
+
+
 def pytest_collection_modifyitems(config, items):
     # Markers follow the path: tests/**/gpu_* need a GPU, tests/**/slow_* are long.
     for item in items:
         name = Path(str(item.fspath)).name
         if name.startswith("test_gpu_") or item.get_closest_marker("gpu") is not None:
             item.add_marker(pytest.mark.gpu)
+    # A stable sort: the fuzz module keeps its own order (its replica check comes after its cases).
+    items.sort(key=lambda item: Path(str(item.fspath)).name in LAST_MODULES)
