@@ -149,3 +149,18 @@ def test_closed_or_unloaded_detector_is_not_ready(artifact):
     det.close()
     with pytest.raises(NotReady):
         det.predict_batch([det.sample_request()])
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3, 5])
+def test_a_cpu_batch_split_per_core_gives_the_single_call_answer(artifact, batch):
+    """OrtBackend runs a CPU batch as one chunk per core (models/detection/backends.py): the
+    prediction is the one a single call on the whole batch gives."""
+    import torch
+
+    from models.detection.backends import OrtBackend
+
+    spec = DetectorSpec.read(artifact)
+    split, whole = OrtBackend(artifact, spec, "cpu"), OrtBackend(artifact, spec, "cpu", threads=1)
+    x = torch.rand(batch, 3, 320, 416, generator=torch.Generator().manual_seed(batch))
+    assert whole._split == 1
+    assert torch.allclose(split(x), whole(x), atol=1e-4)
