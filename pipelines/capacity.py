@@ -34,6 +34,10 @@ Admission = Literal["accept", "warn", "refuse"]
 class CapacityPolicy:
     interval_s: float = 2.0  # how often the governor looks
     loss_fraction: float = 0.05  # lost / sampled above this in a window: over capacity
+    # ...and at least this many lost: one frame replaced in its slot while the camera's previous frame
+    # was still in the detector is timing jitter (at 1 camera it tripped the governor and set the learned
+    # capacity to that camera's own rate, so a second camera was then reported over capacity)
+    min_lost_frames: int = 2
     headroom: float = 0.95  # sample this share of what the box managed (room for jitter)
     max_cut: float = 0.5  # one window lowers the scale at most to this share of what it was
     probe_step: float = 1.2  # per calm window, the scale grows by this factor (back to 1 from 0.05 in ~17 windows)
@@ -83,7 +87,7 @@ class CapacityGovernor:
         fps = analysed / (now_s - prev_s)
         self.last_fps = fps
         p = self.policy
-        if sampled > 0 and lost > p.loss_fraction * sampled:
+        if sampled > 0 and lost > p.loss_fraction * sampled and lost >= p.min_lost_frames:
             self.learned_fps = fps if self.learned_fps is None else 0.5 * (self.learned_fps + fps)
             # at most halved per window: one stall (a warm-up, a pause) must not floor every camera
             scale = max(self.scale * p.max_cut, p.headroom * fps / demand_fps)

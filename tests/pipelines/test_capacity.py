@@ -24,6 +24,8 @@ WINDOWS = [
     ([(20, 4, 16), (20, 4, 16)], 20.0, [0.95 * 16 / 20]),  # a fifth lost: both sample what the box did
     ([(20, 4, 16), (20, 4, 16)], 20.0, [0.76, 0.76 * CapacityPolicy().probe_step]),  # then calm: back up
     ([(20, 20, 0)], 10.0, [0.5]),  # nothing analysed (a stall): at most halved per window
+    ([(10, 1, 9)], 5.0, [1.0]),  # one camera, one frame lost in a window: jitter, not over capacity
+    ([(10, 2, 8)], 5.0, [0.95 * 4 / 5]),  # two lost: over capacity
 ]
 
 
