@@ -47,6 +47,7 @@ class MotionEstimate:
     speed_m_s: np.ndarray
     speed_sd_m_s: np.ndarray
     pos_sd: np.ndarray  # (N,) the measurement's own noise, in the filter's units: large far away
+    born_ts: np.ndarray  # (N,) when the row's track was first seen (NaN above the horizon)
 
 
 @dataclass
@@ -55,6 +56,7 @@ class _Filter:
     p: np.ndarray  # (4, 4)
     last_ts: float
     m_per_unit: float  # 1 when calibrated; metres per pixel of this object otherwise (smoothed)
+    born_ts: float = float("nan")  # when this track id was first seen
 
 
 @dataclass
@@ -89,6 +91,7 @@ class RoadMotion:
         ok = np.isfinite(pos).all(axis=1)
         speed = np.full(n, np.nan)
         speed_sd = np.full(n, np.nan)
+        born = np.full(n, np.nan)
         rows = [i for i in range(n) if ok[i]]
         if rows:
             self._step(rows, ids, pos, r, m_per_unit, ts_s)
@@ -99,10 +102,11 @@ class RoadMotion:
             pos[rows] = x[:, :2]
             speed[rows] = np.hypot(x[:, 2], x[:, 3]) * scale
             speed_sd[rows] = np.sqrt(np.maximum(p[:, 2, 2] + p[:, 3, 3], 0.0) / 2.0) * scale
+            born[rows] = [f.born_ts for f in fs]
         self._forget(ts_s)
         pos_sd = np.sqrt(np.maximum(r[:, 0, 0] + r[:, 1, 1], 0.0) / 2.0)
         return MotionEstimate(pos=pos, units_per_m=1.0 / m_per_unit, speed_m_s=speed, speed_sd_m_s=speed_sd,
-                              pos_sd=pos_sd)
+                              pos_sd=pos_sd, born_ts=born)
 
     def _measure(self, anchors: np.ndarray, boxes: np.ndarray, class_names: Sequence[str]):
         """Road positions, their (N, 2, 2) noise covariances and metres per unit of each row."""
@@ -125,7 +129,7 @@ class RoadMotion:
             p = np.zeros((4, 4))
             p[:2, :2] = r[i]
             p[2, 2] = p[3, 3] = v_sd ** 2
-            self.filters[ids[i]] = _Filter(np.array([*pos[i], 0.0, 0.0]), p, ts_s, float(m_per_unit[i]))
+            self.filters[ids[i]] = _Filter(np.array([*pos[i], 0.0, 0.0]), p, ts_s, float(m_per_unit[i]), ts_s)
         fresh_rows = set(fresh)
         olds = [i for i in rows if i not in fresh_rows]
         if not olds:

@@ -32,7 +32,13 @@ KMH_PER_M_S = 3.6
 class StopParams:
     """`limit_s`: how long a stop may last in the zone; `max_speed_kmh` / `min_stopped_s`: what a
     stop is; `resume_s`: how long it must drive (above the speed limit) to have left; `exit_grace_s`:
-    how long an unseen stop is kept for its vehicle to come back (occlusion, a new track id)."""
+    how long an unseen stop is kept for its vehicle to come back (occlusion, a new track id);
+    `leave_m`: how far from where it last stood still a stopped vehicle may roll (beyond its
+    detection noise) before it has left, however slowly it drives (about three car lengths: far
+    away the filtered position of a standing vehicle wanders by metres, and a tighter 5 m split
+    real stops on RoadTrack); `edge_margin_frac`: a box this close
+    (as a fraction of the frame) to the left, right or bottom edge is cut off by the frame, so its
+    bottom centre is the frame's edge, not the vehicle's wheels, and it is not used."""
 
     classes: frozenset[str]
     limit_s: float
@@ -43,6 +49,8 @@ class StopParams:
     reassociate_m: float = 4.0
     min_reassociate_iou: float = 0.1
     exit_grace_s: float = 5.0
+    leave_m: float = 15.0
+    edge_margin_frac: float = 0.02
     max_episodes: int = 256
 
     @property
@@ -64,6 +72,7 @@ class _Stop:
     bbox: tuple[float, float, float, float]
     score: float
     class_name: str
+    still_pos: np.ndarray  # where it last went slower than the stop speed
     in_zone: bool = False
     moving_since_ts: float | None = None
     event_id: str | None = None
@@ -111,9 +120,18 @@ def _ended(stop: _Stop) -> Event:
                    track_id=stop.track_id)
 
 
+def _cut_off(xyxy: np.ndarray, width: int, height: int, margin_frac: float) -> np.ndarray:
+    """Boxes that touch the left, right or bottom edge of the frame (the top edge cuts only the
+    vehicle's roof): a vehicle leaving the view at the bottom keeps its box's bottom pinned to the
+    edge, which reads as standing still."""
+    mx, my = margin_frac * width, margin_frac * height
+    return (xyxy[:, 0] <= mx) | (xyxy[:, 2] >= width - mx) | (xyxy[:, 3] >= height - my)
+
+
 def _observe(params: StopParams, zone: Zone, state: StopState, tracked: Tracked, ts_s: float) -> _Frame:
     if len(tracked):
         wanted = np.fromiter((c in params.classes for c in tracked.class_name), bool, len(tracked))
+        wanted &= ~_cut_off(tracked.xyxy, tracked.width, tracked.height, params.edge_margin_frac)
         tracked = tracked if wanted.all() else tracked.select(wanted)
     est = state.motion.update(tracked.track_id.tolist(), tracked.xyxy, [str(c) for c in tracked.class_name], ts_s)
     inside = zone.contains(anchors_bottom_centre(tracked.xyxy), width=tracked.width, height=tracked.height)
@@ -141,12 +159,27 @@ def _driving(params: StopParams, frame: _Frame, i: int, fired: bool) -> bool:
         and frame.est.speed_sd_m_s[i] * KMH_PER_M_S <= params.max_speed_kmh
 
 
+def _rolled_away(params: StopParams, stop: _Stop, frame: _Frame, i: int) -> bool:
+    """Further than `leave_m` (plus three times the detection's noise) from where it last stood
+    still: a vehicle pulling away slowly stays under the resume speed for many seconds, but it is no
+    longer standing where it stopped."""
+    if frame.est.speed_m_s[i] * KMH_PER_M_S < params.max_speed_kmh:
+        stop.still_pos = frame.est.pos[i].copy()
+        return False
+    gate = params.leave_m * stop.units_per_m + 3.0 * frame.est.pos_sd[i]
+    return float(np.hypot(*(frame.est.pos[i] - stop.still_pos))) > gate
+
+
 def _take_over(params: StopParams, state: StopState, frame: _Frame, i: int, free: set[int]) -> int | None:
-    """The open stop a new track id continues (same road spot, overlapping box), if any."""
+    """The open stop a new track id continues (same road spot, overlapping box), if any. Only an id
+    first seen after the stop's vehicle was last seen can be that vehicle: one already driving
+    elsewhere meanwhile is another vehicle passing the spot."""
     best, best_d = None, float("inf")
     pos = frame.est.pos[i]
     for key in free:
         stop = state.stops[key]
+        if frame.est.born_ts[i] < stop.last_seen_ts:
+            continue
         # Far away one pixel spans metres: the gate widens with the detection's own noise.
         radius = params.reassociate_m * stop.units_per_m + 3.0 * frame.est.pos_sd[i]
         d = float(np.hypot(*(pos - stop.pos)))
@@ -177,7 +210,7 @@ def _associate(params: StopParams, state: StopState, frame: _Frame, ts_s: float)
             state.stops[key] = _Stop(
                 track_id=frame.ids[i], onset_ts=ts_s, last_seen_ts=ts_s, pos=frame.est.pos[i].copy(),
                 units_per_m=float(frame.est.units_per_m[i]), bbox=frame.boxes[i], score=frame.scores[i],
-                class_name=frame.names[i])
+                class_name=frame.names[i], still_pos=frame.est.pos[i].copy())
         if key is not None:
             pairs.append((i, key))
     return pairs
@@ -193,6 +226,13 @@ def _advance(params: StopParams, zone: Zone, state: StopState, frame: _Frame, pa
         stop.pos, stop.units_per_m = frame.est.pos[i].copy(), float(frame.est.units_per_m[i])
         stop.in_zone, stop.class_name = frame.inside[i], frame.names[i]
         stop.score = max(stop.score, frame.scores[i]) if stop.event_id else frame.scores[i]
+        if _rolled_away(params, stop, frame, i):
+            stop.moving_since_ts = stop.moving_since_ts if stop.moving_since_ts is not None else ts_s
+            if stop.event_id:
+                stop.last_seen_ts = stop.moving_since_ts
+                events.append(_ended(stop))
+            del state.stops[key]
+            continue
         if _driving(params, frame, i, fired=stop.event_id is not None):
             stop.moving_since_ts = stop.moving_since_ts if stop.moving_since_ts is not None else ts_s
             if ts_s - stop.moving_since_ts >= params.resume_s:  # it drove on: the stop is over

@@ -11,6 +11,7 @@ from pipelines import rules
 from pipelines.rules import ParkingRule
 from pipelines.rules.presets import PARKING_PRESETS
 from pipelines.stream_config import CameraSpec
+from pipelines.track import Tracked
 from pipelines.zones import Zone
 from tests.pipelines import synth_road as sr
 from tests.pipelines.synth_road import Path, cross, cruise, drive_then_stop, one_id, parked
@@ -138,3 +139,57 @@ def test_an_unknown_or_malformed_preset_is_a_400_naming_the_field(preset):
     with pytest.raises(InvalidInput) as caught:
         validate_as(CameraSpec, body)
     assert caught.value.status_code == 400 and "preset" in str(caught.value)
+
+
+def boxes_run(rule: ParkingRule, box_at, t_end: float, track_id: int = 1):
+    """One vehicle given by its image box at each time (cut-off boxes cannot come from road paths)."""
+    state = rules.new_state(rule, "cam-road")
+    events = []
+    for k in range(int(round(t_end * sr.FPS))):
+        t = k / sr.FPS
+        events.extend(rules.update(rule, state, Tracked.build([box_at(t)], [0.8], ["car"], [track_id], sr.W, sr.H), t))
+    return [e for e in events if e.phase == "started"]
+
+
+# (case, the box at time t (s), fires)
+EDGE_CASES = [
+    ("a lorry leaving the view at the bottom: its box's bottom is pinned to the frame's edge",
+     lambda t: [560, 300 + 60 * t, 760, sr.H - 2], False),
+    ("the same box 30 px above the bottom edge, standing still: a stop",
+     lambda t: [560, 300, 760, sr.H - 30], True),
+    ("a van leaving at the right edge: its box shrinks against the edge, bottom centre crawls",
+     lambda t: [1080 + 30 * t, 400, sr.W, 520], False),
+    ("a van leaving at the left edge", lambda t: [0, 400, 200 - 30 * t, 520], False),
+]
+
+
+@pytest.mark.parametrize("case,box_at,fires", EDGE_CASES, ids=[c[0] for c in EDGE_CASES])
+def test_boxes_cut_off_by_the_frame_are_not_stops(case, box_at, fires):
+    assert bool(boxes_run(highway(), box_at, 6.0)) == fires
+
+
+def test_a_vehicle_seen_elsewhere_meanwhile_does_not_take_over_a_hidden_stop():
+    """Car 1 stands (fires), then is hidden. Car 2, tracked from further back the whole time, stops
+    for 1.5 s on the same spot: it is not car 1 under a new id (it was seen while car 1 was), so it
+    neither inherits car 1's stop (and its age) nor fires on its own."""
+    stopping = drive_then_stop(1.75, 20.0, 50 * KMH, stop_at_s=10.5)
+    paths = [Path(0.0, 8.0, parked(*stopping(30.0)), one_id(1)),
+             Path(0.0, 12.0, stopping, one_id(2)),
+             Path(12.0, 20.0, cruise(1.75, stopping(12.0)[1], 50 * KMH, 12.0), one_id(2))]
+    events, _, _ = run(highway(), paths, 20.0)
+    assert [(e.phase, e.track_id) for e in events] == [("started", 1), ("ended", 1)]
+
+
+@pytest.mark.parametrize("pull_away_kmh", [6.0, 15.0, 19.0])
+def test_a_stop_ends_once_the_vehicle_rolled_away_however_slowly(pull_away_kmh):
+    """Under the 20 km/h resume speed, only the distance from where it stood tells that it left:
+    at 15 km/h the stop ends within about 2 x leave_m of rolling, not when the car leaves the view."""
+    leave_s = 15.0
+    paths = [Path(0.0, 40.0, lambda t: (1.75, 30.0 + pull_away_kmh * KMH * max(0.0, t - leave_s)), one_id(1))]
+    events, _, _ = run(highway(), paths, 40.0)
+    ended = [e for e in events if e.phase == "ended"]
+    rolled_s = 2 * highway().stop_params.leave_m / (pull_away_kmh * KMH)
+    if pull_away_kmh < highway().max_speed_kmh:  # a crawl under the stop speed is still a stop
+        assert not ended
+    else:
+        assert len(ended) == 1 and leave_s < ended[0].ended_ts <= leave_s + rolled_s, ended
