@@ -13,6 +13,14 @@ frame (`rules.active_alarms`), scored with the benchmark's protocol (its README.
 - an alarm track (one episode) is false when < 90 % of its boxes overlap a ground-truth box;
 - precision and recall over the P and N sequences together; latency = frames from a found
   ground-truth track's first row to its first overlapping alarm, / fps, averaged.
+
+Checked line by line against the benchmark's own scorer (run_roadtrack.py at the README's commit;
+tests/pipelines/test_roadtrack_score.py): the same counts. Two differences, neither changes a
+count here: its alarm track is a tracker id, ours an episode (which follows a vehicle across ids);
+its latency also sums the first hit of stops found on < 20 % of their rows while dividing by the
+found ones (with every stop found, as on the dev half, the two agree).
+
+    python bench/roadtrack.py --data ... --cameras K287 K221 --false-alarms /tmp/fa.jsonl   # iterate
 """
 
 from __future__ import annotations
@@ -111,8 +119,9 @@ def load_rows(path: Path) -> list[tuple[int, int, tuple[float, float, float, flo
     return out
 
 
-def score_sequence(gt_rows, alarms: dict[str, list[tuple[int, tuple]]]) -> Score:
-    """The benchmark's protocol on one sequence. `alarms`: episode id -> [(frame, xywh)]."""
+def score_sequence(gt_rows, alarms: dict[str, list[tuple[int, tuple]]], false_out: list | None = None) -> Score:
+    """The benchmark's protocol on one sequence. `alarms`: episode id -> [(frame, xywh)]; each
+    false alarm is appended to `false_out` (first and last frame, boxes, boxes on ground truth)."""
     gt_tracks: dict[int, list] = defaultdict(list)
     gt_frames: dict[int, list] = defaultdict(list)
     for frame, tid, box, _, _ in gt_rows:
@@ -135,6 +144,9 @@ def score_sequence(gt_rows, alarms: dict[str, list[tuple[int, tuple]]]) -> Score
         ok = sum(1 for frame, box in boxes if any(iou_xywh(box, g) >= 0.5 for g in gt_frames[frame]))
         if ok < 0.9 * len(boxes):
             s.false_alarms += 1
+            if false_out is not None:
+                false_out.append({"first_frame": boxes[0][0], "last_frame": boxes[-1][0], "boxes": len(boxes),
+                                  "on_ground_truth": ok, "first_box": [round(v) for v in boxes[0][1]]})
     return s
 
 
@@ -161,7 +173,7 @@ def camera_spec(camera: str, setting: dict, calib: dict, rects: list) -> CameraS
     return CameraSpec.model_validate(body)
 
 
-def run_sequence(job: tuple[Path, str, dict, list, list[str]]) -> tuple[str, str, dict[str, Score]]:
+def run_sequence(job: tuple[Path, str, dict, list, list[str]]) -> tuple[str, str, dict[str, Score], list[dict]]:
     seq_dir, camera, calib, rects, names = job
     dets = load_rows(seq_dir / "data/det/yolo11m_nms05.txt")
     gt = load_rows(seq_dir / "data/gt/gt.txt")
@@ -185,7 +197,10 @@ def run_sequence(job: tuple[Path, str, dict, list, list[str]]) -> tuple[str, str
             rules.update(plan.rules[0], state, tracked, (frame - 1) / FPS)
             for event_id, (x1, y1, x2, y2) in rules.active_alarms(state):
                 out[event_id].append((frame, (x1, y1, x2 - x1, y2 - y1)))
-    return seq_dir.parent.name, camera, {n: score_sequence(gt, a) for n, a in zip(names, alarms, strict=True)}
+    false_alarms: list[dict] = []  # of the first setting
+    scores = {n: score_sequence(gt, a, false_alarms if k == 0 else None)
+              for k, (n, a) in enumerate(zip(names, alarms, strict=True))}
+    return f"{seq_dir.parent.name}/{seq_dir.name}", camera, scores, false_alarms
 
 
 def print_table(title: str, rows: list[tuple[str, tuple, str]]) -> None:
@@ -206,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--settings", nargs="*", default=DEFAULT_SETTINGS, choices=list(SETTINGS),
                     help="the first is the one shown per camera (each setting adds ~0.3-0.8 ms a frame)")
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument("--cameras", nargs="*", default=[], help="only these cameras' sequences (e.g. K287 K221)")
+    ap.add_argument("--false-alarms", type=Path, help="write the first setting's false alarms here (JSON lines)")
     ap.add_argument("--json", type=Path, help="write the numbers here too")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="roadtrack-") as tmp:
@@ -221,7 +238,8 @@ def _run(args, root: Path) -> int:
     split = json.loads((root / "split.json").read_text())[args.split]
     calib = json.loads((root / "calibration.json").read_text())
     filters = json.loads((root / "filter_files/filter.json").read_text())
-    seqs = sorted(s for s in split if (root / "datasets" / s).is_dir())
+    seqs = sorted(s for s in split if (root / "datasets" / s).is_dir()
+                  and (not args.cameras or re.search(r"K\d{3}", s).group(0) in args.cameras))
     if args.limit:
         pos = [s for s in seqs if s.startswith("P/")][:args.limit]
         neg = [s for s in seqs if s.startswith("N/")][:4 * args.limit]
@@ -233,8 +251,10 @@ def _run(args, root: Path) -> int:
     t0 = time.perf_counter()
     total = {n: Score() for n in args.settings}
     per_camera: dict[str, dict[str, Score]] = defaultdict(lambda: {n: Score() for n in args.settings})
+    false_alarms: list[dict] = []
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        for k, (_, camera, scores) in enumerate(pool.map(run_sequence, jobs, chunksize=4), 1):
+        for k, (seq, camera, scores, fas) in enumerate(pool.map(run_sequence, jobs, chunksize=4), 1):
+            false_alarms += [{"sequence": seq, **fa} for fa in fas]
             if k % 50 == 0:
                 print(f"  {k}/{len(jobs)} sequences, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
             for n, s in scores.items():
@@ -253,6 +273,8 @@ def _run(args, root: Path) -> int:
     main_setting = args.settings[0]
     cam_rows = [(c, per_camera[c][main_setting].row(), counts(per_camera[c][main_setting])) for c in sorted(per_camera)]
     print_table(f"Per camera, {main_setting}", cam_rows)
+    if args.false_alarms:
+        args.false_alarms.write_text("".join(json.dumps(fa) + "\n" for fa in false_alarms))
     if args.json:
         args.json.write_text(json.dumps({
             "split": args.split, "sequences": len(seqs), "wall_s": wall_s,
