@@ -14,7 +14,12 @@ road. A camera config names one with `preset:` and may still override single fie
 - `resume_s: 1` — driving for a second clearly faster than a stop (over 2 x 10 km/h, so that a
   creeping or jittering stopped vehicle does not flicker) ends it.
 - `exit_grace_s: 10` — in heavy traffic, lorries passing in front hide a stopped car for several
-  seconds (up to ~6 s on RoadTrack); seen again (under any track id) within 10 s, it is the same stop.
+  seconds (up to ~6 s on RoadTrack); seen again (under a track id first seen after it was hidden)
+  within 10 s, it is the same stop.
+- Every stop rule (not preset fields, `stop.StopParams`): a box touching the frame's left, right or
+  bottom edge is not used (its bottom centre is the edge: a vehicle leaving the view reads as
+  standing), and a stop ends once the vehicle has rolled 15 m beyond its detection noise from where
+  it last stood still, however slowly (pulling away at 10-20 km/h stays under the resume speed).
 
 `urban-no-parking` — a no-parking / no-waiting street zone (minutes):
 - `min_dwell_s: 180` — longer than a full signal cycle (60-150 s in most cities), so a queue at a
