@@ -38,7 +38,10 @@ class StopParams:
     away the filtered position of a standing vehicle wanders by metres, and a tighter 5 m split
     real stops on RoadTrack); `edge_margin_frac`: a box this close
     (as a fraction of the frame) to the left, right or bottom edge is cut off by the frame, so its
-    bottom centre is the frame's edge, not the vehicle's wheels, and it is not used."""
+    bottom centre is the frame's edge, not the vehicle's wheels, and it is not used;
+    `min_mean_score`: a stop fires only once the mean detection score of its boxes reaches this (a
+    vehicle seen only through boxes the detector itself doubts is no evidence of a stop; RoadTrack's
+    published method uses the same 0.2 floor)."""
 
     classes: frozenset[str]
     limit_s: float
@@ -51,6 +54,7 @@ class StopParams:
     exit_grace_s: float = 5.0
     leave_m: float = 15.0
     edge_margin_frac: float = 0.02
+    min_mean_score: float = 0.2
     max_episodes: int = 256
 
     @property
@@ -73,6 +77,8 @@ class _Stop:
     score: float
     class_name: str
     still_pos: np.ndarray  # where it last went slower than the stop speed
+    score_sum: float = 0.0  # of the detection scores of all its boxes, with...
+    boxes_seen: int = 0  # ...how many there were
     in_zone: bool = False
     moving_since_ts: float | None = None
     event_id: str | None = None
@@ -226,6 +232,7 @@ def _advance(params: StopParams, zone: Zone, state: StopState, frame: _Frame, pa
         stop.pos, stop.units_per_m = frame.est.pos[i].copy(), float(frame.est.units_per_m[i])
         stop.in_zone, stop.class_name = frame.inside[i], frame.names[i]
         stop.score = max(stop.score, frame.scores[i]) if stop.event_id else frame.scores[i]
+        stop.score_sum, stop.boxes_seen = stop.score_sum + frame.scores[i], stop.boxes_seen + 1
         if _rolled_away(params, stop, frame, i):
             stop.moving_since_ts = stop.moving_since_ts if stop.moving_since_ts is not None else ts_s
             if stop.event_id:
@@ -244,7 +251,8 @@ def _advance(params: StopParams, zone: Zone, state: StopState, frame: _Frame, pa
         else:
             stop.moving_since_ts = None
         if stop.event_id is None and stop.in_zone and stop.moving_since_ts is None \
-                and ts_s - stop.onset_ts >= params.fire_after_s:
+                and ts_s - stop.onset_ts >= params.fire_after_s \
+                and stop.score_sum >= params.min_mean_score * stop.boxes_seen:
             stop.event_id = new_event_id()
             stop.started_event = Event(
                 event_id=stop.event_id, camera_id=state.camera_id, rule=rule, zone_id=zone.zone_id,

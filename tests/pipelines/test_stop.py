@@ -141,13 +141,14 @@ def test_an_unknown_or_malformed_preset_is_a_400_naming_the_field(preset):
     assert caught.value.status_code == 400 and "preset" in str(caught.value)
 
 
-def boxes_run(rule: ParkingRule, box_at, t_end: float, track_id: int = 1):
+def boxes_run(rule: ParkingRule, box_at, t_end: float, track_id: int = 1, score_at=lambda t: 0.8):
     """One vehicle given by its image box at each time (cut-off boxes cannot come from road paths)."""
     state = rules.new_state(rule, "cam-road")
     events = []
     for k in range(int(round(t_end * sr.FPS))):
         t = k / sr.FPS
-        events.extend(rules.update(rule, state, Tracked.build([box_at(t)], [0.8], ["car"], [track_id], sr.W, sr.H), t))
+        tracked = Tracked.build([box_at(t)], [score_at(t)], ["car"], [track_id], sr.W, sr.H)
+        events.extend(rules.update(rule, state, tracked, t))
     return [e for e in events if e.phase == "started"]
 
 
@@ -193,3 +194,18 @@ def test_a_stop_ends_once_the_vehicle_rolled_away_however_slowly(pull_away_kmh):
         assert not ended
     else:
         assert len(ended) == 1 and leave_s < ended[0].ended_ts <= leave_s + rolled_s, ended
+
+
+# (case, detection score at time t, fired at (s) or None)
+SCORE_CASES = [
+    ("a standing car the detector is sure of fires once stopped 3 s (the filter settles in 0.2 s)",
+     lambda t: 0.8, 3.2),
+    ("one seen only through doubtful boxes (score 0.15) never fires", lambda t: 0.15, None),
+    ("doubtful for 3 s, then sure: fires once the mean score reaches 0.2", lambda t: 0.1 if t < 3.0 else 0.9, 3.4),
+]
+
+
+@pytest.mark.parametrize("case,score_at,fired_s", SCORE_CASES, ids=[c[0] for c in SCORE_CASES])
+def test_a_stop_fires_only_on_boxes_the_detector_believes(case, score_at, fired_s):
+    started = boxes_run(highway(), lambda t: [560, 300, 760, sr.H - 30], 8.0, score_at=score_at)
+    assert [e.fired_ts for e in started] == ([] if fired_s is None else [pytest.approx(fired_s, abs=0.15)])
