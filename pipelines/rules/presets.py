@@ -19,7 +19,8 @@ road. A camera config names one with `preset:` and may still override single fie
 - Every stop rule (not preset fields, `stop.StopParams`): a box touching the frame's left, right or
   bottom edge is not used (its bottom centre is the edge: a vehicle leaving the view reads as
   standing), and a stop ends once the vehicle has rolled 15 m beyond its detection noise from where
-  it last stood still, however slowly (pulling away at 10-20 km/h stays under the resume speed).
+  it last stood still, however slowly (pulling away at 10-20 km/h stays under the resume speed);
+  it fires only once the mean detection score of its boxes is 0.2 or more (RoadTrack's own floor).
 
 `urban-no-parking` — a no-parking / no-waiting street zone (minutes):
 - `min_dwell_s: 180` — longer than a full signal cycle (60-150 s in most cities), so a queue at a
