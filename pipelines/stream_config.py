@@ -57,6 +57,9 @@ class ParkingSpec(WireModel):
     resume_speed_kmh: float | None = Field(None, gt=0, le=120)  # None: 2 x max_speed_kmh
     reassociate_m: float = Field(4.0, gt=0, le=50)
     exit_grace_s: float = Field(5.0, ge=0)
+    # `method: stop`: boxes this close (fraction of the frame) to its left, right or bottom edge are cut
+    # off, and a vehicle leaving the view there reads as standing (pipelines/rules/stop.py); 0 keeps them
+    edge_margin_frac: float = Field(0.02, ge=0, le=0.2)
     classes: list[str] = sorted(VEHICLE_CLASSES)
 
     @model_validator(mode="before")

@@ -49,6 +49,7 @@ class ParkingRule:
     resume_s: float = 1.0
     resume_speed_kmh: float | None = None
     reassociate_m: float = 4.0
+    edge_margin_frac: float = 0.02
     calibration: Calibration | None = None
     motion: MotionParams = MotionParams()
 
@@ -69,7 +70,7 @@ class ParkingRule:
             classes=self.classes, limit_s=self.min_dwell_s, max_speed_kmh=self.max_speed_kmh,
             min_stopped_s=self.min_stopped_s, resume_s=self.resume_s,
             resume_speed_kmh=self.resume_speed_kmh, reassociate_m=self.reassociate_m,
-            exit_grace_s=self.exit_grace_s,
+            exit_grace_s=self.exit_grace_s, edge_margin_frac=self.edge_margin_frac,
         )
 
 

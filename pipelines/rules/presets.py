@@ -16,11 +16,12 @@ road. A camera config names one with `preset:` and may still override single fie
 - `exit_grace_s: 10` — in heavy traffic, lorries passing in front hide a stopped car for several
   seconds (up to ~6 s on RoadTrack); seen again (under a track id first seen after it was hidden)
   within 10 s, it is the same stop.
-- Every stop rule (not preset fields, `stop.StopParams`): a box touching the frame's left, right or
-  bottom edge is not used (its bottom centre is the edge: a vehicle leaving the view reads as
-  standing), and a stop ends once the vehicle has rolled 15 m beyond its detection noise from where
-  it last stood still, however slowly (pulling away at 10-20 km/h stays under the resume speed);
-  it fires only once the mean detection score of its boxes is 0.2 or more (RoadTrack's own floor).
+- `edge_margin_frac: 0.02` — a box touching the frame's left, right or bottom edge is not used: its
+  bottom centre is the edge, not the wheels, so a vehicle leaving the view there reads as standing.
+- Every stop rule also (`stop.StopParams` defaults, not preset fields): a stop ends once the vehicle
+  has rolled 15 m beyond its detection noise from where it last stood still, however slowly
+  (pulling away at 10-20 km/h stays under the resume speed), and it fires only once the mean
+  detection score of its boxes is 0.2 or more (RoadTrack's own floor).
 
 `urban-no-parking` — a no-parking / no-waiting street zone (minutes):
 - `min_dwell_s: 180` — longer than a full signal cycle (60-150 s in most cities), so a queue at a
@@ -29,6 +30,8 @@ road. A camera config names one with `preset:` and may still override single fie
   moves faster than this most of the time.
 - `min_stopped_s: 5`, `resume_s: 3`, `exit_grace_s: 15` — buses and pedestrians occlude kerbside
   cars for many seconds; a short shuffle forward is not leaving.
+- `edge_margin_frac: 0` — a car parked at the frame's edge (a kerb along the bottom of the view) is
+  cut off but still parked, and one leaving the view there is gone long before 180 s.
 """
 
 from __future__ import annotations
@@ -37,9 +40,9 @@ from typing import Any
 
 PARKING_PRESETS: dict[str, dict[str, Any]] = {
     "highway-stop": {"method": "stop", "min_dwell_s": 2.0, "max_speed_kmh": 10.0, "min_stopped_s": 3.0,
-                     "resume_s": 1.0, "exit_grace_s": 10.0, "reassociate_m": 4.0},
+                     "resume_s": 1.0, "exit_grace_s": 10.0, "reassociate_m": 4.0, "edge_margin_frac": 0.02},
     "urban-no-parking": {"method": "stop", "min_dwell_s": 180.0, "max_speed_kmh": 5.0, "min_stopped_s": 5.0,
-                         "resume_s": 3.0, "exit_grace_s": 15.0, "reassociate_m": 3.0},
+                         "resume_s": 3.0, "exit_grace_s": 15.0, "reassociate_m": 3.0, "edge_margin_frac": 0.0},
 }
 
 

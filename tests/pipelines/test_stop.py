@@ -169,6 +169,18 @@ def test_boxes_cut_off_by_the_frame_are_not_stops(case, box_at, fires):
     assert bool(boxes_run(highway(), box_at, 6.0)) == fires
 
 
+PARKED_AT_THE_BOTTOM = [  # (preset, seconds run, fires): a car parked at the kerb along the bottom of the view
+    ("highway-stop", 10.0, False),  # seconds-long alarms: a cut-off box is more likely a vehicle leaving
+    ("urban-no-parking", 190.0, True),  # minutes: one leaving is long gone; a parked, cut-off car is parked
+]
+
+
+@pytest.mark.parametrize("preset,t_end,fires", PARKED_AT_THE_BOTTOM)
+def test_edge_margin_is_a_preset_field(preset, t_end, fires):
+    rule = ParkingRule(zone=ROAD, calibration=sr.CALIBRATION, **PARKING_PRESETS[preset])
+    assert bool(boxes_run(rule, lambda t: [560, 420, 760, sr.H - 1], t_end)) == fires
+
+
 def test_a_vehicle_seen_elsewhere_meanwhile_does_not_take_over_a_hidden_stop():
     """Car 1 stands (fires), then is hidden. Car 2, tracked from further back the whole time, stops
     for 1.5 s on the same spot: it is not car 1 under a new id (it was seen while car 1 was), so it
