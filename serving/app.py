@@ -6,10 +6,14 @@
 from __future__ import annotations
 
 from ray.serve import Application
+from ray.serve.config import BackpressureConfig
+from ray.serve.deployment import Deployment
 
 from serving.config import ServingConfig
 from serving.deployment import CapabilityDeployment
 from serving.ingress import IngressDeployment
+
+PROXY_RETRY_AFTER_S = 2.0
 
 
 def build_app(config: ServingConfig) -> Application:
@@ -34,8 +38,13 @@ def build_app(config: ServingConfig) -> Application:
             name="streams", ray_actor_options={"num_cpus": float(config.streams.get("num_cpus", 0.25))},
             max_ongoing_requests=256,
         ).bind(config.streams)
-    # bounded at the proxy too: past 512 open requests (SSE feeds count) plus 256 waiting, 503
-    return IngressDeployment.options(name="ingress", ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=512,
-                                     max_queued_requests=256).bind(
-        config.model_dump(), **handles
-    )
+    return ingress_deployment().bind(config.model_dump(), **handles)
+
+
+def ingress_deployment() -> Deployment:
+    """The ingress as deployed. Bounded at the proxy too: past 512 open requests (SSE feeds count)
+    plus 256 waiting, Ray's proxy itself answers 503, and with a `Retry-After` like the hub's own
+    503s (Ray's default sends none, and a client then retries at once)."""
+    return IngressDeployment.options(
+        name="ingress", ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=512, max_queued_requests=256,
+        backpressure_config=BackpressureConfig(status_code=503, retry_after_s=PROXY_RETRY_AFTER_S))
