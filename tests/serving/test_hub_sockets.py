@@ -32,6 +32,15 @@ def listening_sockets() -> list[tuple[str, int, str]]:
     return sorted(found)
 
 
+def own_agents() -> list[psutil.Process]:
+    """The dashboard agents of the Ray this process started (the session hub's): children of the
+    raylets that are this process's own children. Not whatever answers on the default 52365: a hub
+    that a test started in a subprocess has its own Ray, agent and token, and when it holds 52365
+    Ray gives this hub's agent another port."""
+    raylets = [c for c in psutil.Process().children() if c.name() == "raylet"]
+    return [a for r in raylets for a in r.children() if a.name().startswith("ray::Dashboard")]
+
+
 def test_ray_job_api_cannot_be_used(hub_server):
     """The dashboard is off (8265 refused); the dashboard agent's job API answers 401 without the token."""
     reached = {}
@@ -58,7 +67,7 @@ def test_nothing_listens_beyond_loopback_except_the_http_port(hub_server):
 
 def test_ray_token_is_the_hubs_own_and_is_required(hub_server):
     """The cluster's token lives in HUB_HOME (not ~/.ray/auth_token, shared by every Ray on the
-    account), readable by its owner only, and the dashboard agent takes exactly that token."""
+    account), readable by its owner only, and the hub's own dashboard agent takes exactly that token."""
     import os
     import stat
     from pathlib import Path
@@ -67,10 +76,19 @@ def test_ray_token_is_the_hubs_own_and_is_required(hub_server):
     assert token_path.parent == Path(os.environ["HUB_HOME"]) / "secrets"
     assert stat.S_IMODE(token_path.stat().st_mode) == 0o600
     token = token_path.read_text().strip()
-    agent = "http://127.0.0.1:52365/api/jobs/"
-    try:
-        wrong = httpx.get(agent, headers={"Authorization": "Bearer not-the-token"}, timeout=5).status_code
-        right = httpx.get(agent, headers={"Authorization": f"Bearer {token}"}, timeout=5).status_code
-    except httpx.HTTPError:
+    agents = own_agents()
+    assert agents, "found no dashboard agent in the hub's process tree"
+    answers = {}
+    for conn in (c for agent in agents for c in agent.net_connections(kind="tcp")):
+        if conn.status != psutil.CONN_LISTEN or not ipaddress.ip_address(conn.laddr.ip).is_loopback:
+            continue
+        url = f"http://127.0.0.1:{conn.laddr.port}/api/jobs/"  # its gRPC port does not answer HTTP
+        try:
+            wrong = httpx.get(url, headers={"Authorization": "Bearer not-the-token"}, timeout=5).status_code
+            right = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=5).status_code
+        except httpx.HTTPError:
+            continue
+        answers[conn.laddr.port] = (wrong, right)
+    if not answers:
         pytest.skip("the dashboard agent's HTTP server is not up in this Ray build")
-    assert wrong in (401, 403) and right not in (401, 403), (wrong, right)
+    assert all(w in (401, 403) and r not in (401, 403) for w, r in answers.values()), answers
