@@ -78,11 +78,13 @@ class SpillingRecorder:
         self.failing_since_wall: float | None = None
 
     def record(self, event: Event, image_rgb: np.ndarray | None = None, webhooks: Sequence[str] = (),
-               end_reason: str | None = None) -> StoredEvent | None:
-        """Store the event now, or spill it; returns the stored view, or None when it was spilled."""
+               end_reason: str | None = None, *, snapshot_jpeg: bytes | None = None,
+               frame_jpeg: bytes | None = None) -> StoredEvent | None:
+        """Store the event now, or spill it; returns the stored view, or None when it was spilled.
+        `snapshot_jpeg` / `frame_jpeg`: already encoded (a stream shard's event), instead of `image_rgb`."""
         # Encoded outside the lock: cameras draw their snapshots in parallel, only writes queue up.
         # The clean frame too: it is what `hub events export --reviewed` turns into training data.
-        jpeg = frame = None
+        jpeg, frame = snapshot_jpeg, frame_jpeg
         if image_rgb is not None and event.phase == "started":
             jpeg, frame = encode_snapshot(event, image_rgb), encode_frame(image_rgb)
         with self._lock:

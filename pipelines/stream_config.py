@@ -296,6 +296,12 @@ class StreamsConfig(WireModel):
     max_episode_s: float | None = Field(86_400.0, gt=0)  # an episode open longer ends as `expired`
     include: Path | None = None  # another YAML file with `cameras:` / `webhooks:` to merge in
     num_cpus: float = 0.25  # read by serving/app.py for the deployment's actor options
+    # Where cameras run (serving/shards.py): 0 in the manager's own process (one box); N shard
+    # actors spread over the Ray cluster; `auto` one per GPU of the cluster (0 without a GPU).
+    shards: int | Literal["auto"] = Field(0, ge=0, le=256)
+    shard_cpus: float = Field(1.0, ge=0)
+    shard_gpus: float = Field(0.5, ge=0)  # with GPUs: a shard shares its GPU with the HTTP `see` replica
+    shard_resources: dict[str, float] = {}  # custom Ray resources a shard needs (e.g. one per node)
 
     @classmethod
     def load(cls, path: Path) -> StreamsConfig:

@@ -1,10 +1,10 @@
-"""The stream-manager deployment: owns the camera loop, the detector(s) it batches for, the event
-store and webhook delivery. The HTTP routes are in `serving/streams_api.py`.
+"""The stream-manager deployment: owns the event store, webhook delivery, reviews and the camera
+list. The HTTP routes are in `serving/streams_api.py`.
 
-One replica (cameras are long-lived connections; scale by running more hubs). The detector is
-resolved from the registry (`models:/yolov8n-coco@champion` by default, or a camera's own `model`,
-e.g. a fine-tuned overhead-car detector), loaded once per distinct reference, and follows its alias
-(`pipelines.follow.FollowingDetector`: load beside, warm up, swap; a failed load keeps the old one).
+One replica. Cameras run in its own process (`streams.shards: 0`, one box: `serving/camera_host.py`)
+or on shard actors spread over a Ray cluster and re-homed when one dies (`shards: N` or `auto`, one
+per GPU: `serving/shards.py`). A camera's detector is resolved from the registry
+(`models:/yolov8n-coco@champion` by default, or the camera's own `model`) and follows its alias.
 
 >>> StreamManager.options(name="streams").bind({"include": "configs/streams.yaml"})
 >>> await handle.add_stream.remote({"camera_id": "cam17", "url": "rtsp://...", "zones": [...], "rules": [...]})
@@ -15,17 +15,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 from ray import serve
 
 from hub.contract import validate_as
-from hub.errors import InvalidInput, ModelLoadError
-from hub.redact import has_credentials, redact_url, url_secrets
+from hub.redact import has_credentials, redact_url
 from hub.settings import apply_runtime_env, has_refs, resolve_refs, webhook_signing_key
 
 log = logging.getLogger("ray.serve")
@@ -43,7 +42,7 @@ class StreamManagerCore:
         from pipelines.durability import HomeLock, Upkeep
         from pipelines.events import EventStore
         from pipelines.stream_config import StreamsConfig
-        from pipelines.streams import EventSink, StreamRunner
+        from pipelines.streams import EventSink
         from pipelines.webhooks import WebhookSender
 
         settings = apply_runtime_env()
@@ -66,13 +65,7 @@ class StreamManagerCore:
         self._webhooks(webhook_specs(config.webhooks), field="webhooks")
         self.sink = EventSink(self.store, self.sender, [w.url for w in webhook_specs(config.webhooks)],
                               max_episode_s=config.max_episode_s)
-        self._detector_factory = detector_factory or self._load_detector
-        self._batchers: dict[str, Any] = {}
-        self._followers: dict[str, Any] = {}  # ref -> FollowingDetector
-        self._registry = None
-        self._lock = threading.Lock()
-        self.runner = StreamRunner(self._batcher_for, self.sink, inflight=config.batch.inflight_per_camera,
-                                   decode=config.decode.options(), capacity=config.capacity.policy())
+        self.cameras = self._camera_hosts(options or {}, detector_factory)
         self.upkeep = Upkeep(self.store, self.sink.recorder, config.retention).start()
         self._persist_path = self.data_dir / "streams" / "cameras.json"
         self._persist_lock = threading.Lock()  # concurrent add_stream calls write one file at a time
@@ -90,73 +83,27 @@ class StreamManagerCore:
                 except Exception as exc:  # one bad saved camera must not stop the others
                     log.error("streams: cannot restore camera %s: %s", raw.get("camera_id"), exc)
 
-    # -- detectors and batchers ---------------------------------------------------------------
-    def _load_detector(self, ref: str):
-        from gpu.device import pick_device
-        from models.detection import Detector, DetectorSpec
-        from registry.store import MlflowStore
+    def _camera_hosts(self, options: dict, detector_factory):
+        """Cameras in this process (`shards: 0`), or spread over shard actors (serving/shards.py)."""
+        from serving.camera_host import CameraHost
 
-        resolved = MlflowStore.from_settings().resolve(ref)
-        try:
-            # `rect` saves compute, it is not a requirement: a version whose head is not cut
-            # (`output_format: decoded`, fixed square input) is servable, and the HTTP `see`
-            # replica serves it, so cameras run it square rather than refusing the version.
-            rect = self.config.rect and DetectorSpec.read(resolved.artifact_dir).dynamic_hw
-            if self.config.rect and not rect:
-                log.warning("streams: %s version %s has a fixed input size; its cameras run it on square "
-                            "(letterboxed) frames instead of rect", resolved.name, resolved.version)
-            detector = Detector(rect=rect)
-            detector.load(resolved.artifact_dir, pick_device(self.config.device))
-        except Exception as exc:
-            raise ModelLoadError(f"{ref} failed to load for streams: {exc}") from exc
-        return detector, {"name": resolved.name, "version": resolved.version, "alias": resolved.alias}
+        count = _shard_count(self.config.shards)
+        if count == 0:
+            return CameraHost(self.config, self.settings, self.sink, detector_factory=detector_factory,
+                              data_dir=self.data_dir)
+        from serving.shards import ShardPool
 
-    def _batcher_for(self, model: str | None):
-        from gpu.batcher import DynamicBatcher
-        from gpu.policy import BatchPolicy
-        from pipelines.follow import FollowingDetector
-        from pipelines.streams import detect_fn
-        from registry.ref import ModelRef
+        gpus = self.config.shard_gpus if ray_gpus() else 0.0
+        shard_options = {k: v for k, v in _resolve_paths(options).items() if k not in ("cameras", "include")}
+        # What a shard's process must see as this one does: settings, and `${HUB_CAMERA_*}` credentials.
+        env = {**self.settings.env_for_workers(), **{k: v for k, v in os.environ.items() if k.startswith("HUB_CAMERA_")}}
+        return ShardPool(shard_options, count, self._record_shard_event, self.store.open_events,
+                         actor_options={"num_cpus": self.config.shard_cpus, "num_gpus": gpus,
+                                        "resources": dict(self.config.shard_resources)}, env=env, data_dir=self.data_dir)
 
-        ref = model or self.config.model
-        with self._lock:
-            if ref not in self._batchers:
-                follows = ModelRef.parse(ref).alias is not None
-                detector = FollowingDetector(ref, self._detector_factory, self._alias_version, follows=follows)
-                detector.start(self.config.model_poll_s)
-                b = self.config.batch
-                policy = BatchPolicy(max_batch_size=b.max_batch_size, max_wait_ms=b.max_wait_ms,
-                                     max_queue=b.max_queue, max_queue_per_key=b.inflight_per_camera, drop="oldest",
-                                     max_age_ms=b.max_age_ms, max_batch_ms=b.max_batch_ms)
-                self._batchers[ref] = DynamicBatcher(detect_fn(detector), policy, name=f"streams:{ref}")
-                self._followers[ref] = detector
-            return self._batchers[ref]
-
-    def _alias_version(self, ref: str) -> str | None:
-        from registry.ref import ModelRef
-        from registry.store import MlflowStore
-
-        parsed = ModelRef.parse(ref)
-        if self._registry is None:
-            self._registry = MlflowStore.from_settings()
-        return self._registry.alias_version(parsed.name, parsed.alias) if parsed.alias else parsed.version
-
-    def _model_info(self, camera_id: str) -> dict | None:
-        """The model a camera runs: name, version, alias, and the error of a refused new version."""
-        follower = self._followers.get(self.runner.worker(camera_id).plan.model or self.config.model)
-        return None if follower is None else follower.info()
-
-    # -- cameras ------------------------------------------------------------------------------
-    def _check_source(self, url: str) -> None:
-        if "://" in url:  # a network camera: the outbound policy decides (scheme, resolved address)
-            self.outbound.check_camera(_connect_url(url))
-            return
-        path = Path(url).resolve()
-        roots = [self.settings.shared_dir / "data", self.data_dir, *self.config.file_roots]
-        if not any(path == r.resolve() or r.resolve() in path.parents for r in roots):
-            raise InvalidInput("file sources must lie under the hub's data folders or `file_roots`", field="url")
-        if not path.is_file():
-            raise InvalidInput(f"no such video file: {url}", field="url")
+    def _record_shard_event(self, item) -> None:
+        self.sink.recorder.record(item.event, webhooks=item.webhooks, end_reason=item.end_reason,
+                                  snapshot_jpeg=item.snapshot_jpeg, frame_jpeg=item.frame_jpeg)
 
     def _webhooks(self, specs, *, field: str) -> None:
         """Check receivers against the outbound policy and hand their signing keys to the sender."""
@@ -166,22 +113,11 @@ class StreamManagerCore:
             self.sender.set_secret(spec.url, secret)
 
     def _start(self, spec, *, replace: bool = False) -> dict:
-        from dataclasses import replace as with_fields
-
         from pipelines.stream_config import webhook_specs
 
         spec = spec.model_copy(update={"url": _expand_url(spec.url, self.settings)})
-        self._check_source(spec.url)
         self._webhooks(webhook_specs(spec.webhooks), field="webhooks")
-        plan = spec.plan()
-        source = plan.source
-        if "://" in spec.url:  # checked again before every connection: DNS may answer differently later
-            source = with_fields(source, guard=self._guard, secrets=url_secrets(_connect_url(spec.url)))
-        source = with_fields(source, max_failures=source.max_failures or self.config.max_failures)
-        return self.runner.add(with_fields(plan, source=source), replace=replace)
-
-    def _guard(self, url: str) -> str:
-        return self.outbound.check_camera(_connect_url(url)).pinned_url()
+        return self.cameras.start(spec, replace=replace)
 
     def add_stream(self, payload: dict, *, persist: bool = True, replace: bool = False) -> dict:
         from pipelines.stream_config import CameraSpec
@@ -196,18 +132,16 @@ class StreamManagerCore:
         return stats
 
     def remove_stream(self, camera_id: str) -> dict:
-        stats = self.runner.remove(camera_id)
+        stats = self.cameras.remove(camera_id)
         if self._api_cameras.pop(camera_id, None) is not None and self.config.persist_cameras:
             self._save_persisted()
         return stats
 
     def list_streams(self) -> list[dict]:
-        return [{**s, "model": self._model_info(s["camera_id"])} for s in self.runner.list()]
+        return self.cameras.list()
 
     def get_stream(self, camera_id: str) -> dict:
-        out = self.runner.stats(camera_id)
-        out["model"] = self._model_info(camera_id)
-        return out
+        return self.cameras.get(camera_id)
 
     def _load_persisted(self) -> list[dict]:
         try:
@@ -240,13 +174,7 @@ class StreamManagerCore:
         return self.reviews.event(event_id)
 
     def thumbnail(self, camera_id: str) -> bytes:
-        from hub.errors import NotFound
-        from pipelines.review import thumbnail_jpeg
-
-        image = self.runner.worker(camera_id).last_image
-        if image is None:
-            raise NotFound(f"camera {camera_id!r} has not analysed a frame yet")
-        return thumbnail_jpeg(image)
+        return self.cameras.thumbnail(camera_id)
 
     def list_reviews(self, filters: dict) -> list[dict]:
         """Events with their review; filters: camera_id, rule, since_wall, until_wall, state, limit."""
@@ -271,9 +199,7 @@ class StreamManagerCore:
         return {"replayed": count}
 
     def status(self) -> dict:
-        return {"cameras": len(self.runner.list()), "models": {r: f.info() for r, f in self._followers.items()},
-                "deliveries": self.store.delivery_counts(), "capacity": self.runner.capacity(),
-                "batchers": {ref: vars(b.stats()) for ref, b in self._batchers.items()},
+        return {**self.cameras.status(), "deliveries": self.store.delivery_counts(),
                 "storage": {"spill": self.sink.recorder.health(), "retention": self.upkeep.retention.last_run},
                 **self.health()}
 
@@ -288,14 +214,10 @@ class StreamManagerCore:
     def close(self) -> None:
         """Stop the cameras (in parallel), write what is spilled, stop webhooks (a delivery in
         flight finishes or stays queued in the store), close the store, release the data folder."""
-        self.runner.close()
+        self.cameras.close()
         self.upkeep.stop()
         self.sink.recorder.close()
         self.sender.stop()
-        for batcher in self._batchers.values():
-            batcher.close(drain=False)
-        for follower in self._followers.values():
-            follower.close()
         self.store.close()
         self.owner.release()
 
@@ -309,9 +231,15 @@ def _resolve_paths(options: dict) -> dict:
     return out
 
 
-def _connect_url(url: str) -> str:
-    """The URL a connection uses: `${HUB_CAMERA_*}` references resolved from the environment."""
-    return resolve_refs(url, prefix="HUB_CAMERA_", field="url", url_quote=True)
+def _shard_count(shards: int | str) -> int:
+    """`auto`: one shard per GPU of the Ray cluster this runs in (0 without one, or outside Ray)."""
+    return int(ray_gpus()) if shards == "auto" else int(shards)
+
+
+def ray_gpus() -> float:
+    import ray
+
+    return float(ray.cluster_resources().get("GPU", 0.0)) if ray.is_initialized() else 0.0
 
 
 def _persistable(camera: dict) -> dict:
@@ -354,7 +282,7 @@ class StreamManager:
 
     async def capacity(self) -> dict:
         """Over capacity or not, the common rate scale, analysed frames/s, capacity (pipelines/capacity.py)."""
-        return self.core.runner.capacity()
+        return self.core.cameras.capacity()
 
     async def get_stream(self, camera_id: str) -> dict:
         return self.core.get_stream(camera_id)

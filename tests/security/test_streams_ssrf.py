@@ -180,7 +180,7 @@ def test_the_policy_is_checked_again_before_every_reconnect(hub):
 
     def guard(url: str) -> str:
         checked.append(url)
-        return core._guard(url)
+        return core.cameras._guard(url)
 
     def refuse(config):
         raise ConnectionRefusedError(f"Connection refused: {config.url}")
