@@ -26,6 +26,11 @@ from hub.errors import InvalidInput
 # of the vehicle, plus a little of its length as the view tilts): the scale of uncalibrated speed.
 NOMINAL_HEIGHT_M: dict[str, float] = {"car": 1.6, "truck": 3.2, "bus": 3.2, "motorcycle": 1.4}
 DEFAULT_HEIGHT_M = 1.6
+# The narrowest road vehicle of each class, less 5-15 % for box jitter: kei cars are 1.48 m wide, small
+# vans and pickups (COCO's "truck") about 1.7 m, midi buses 2.1 m, a motorcycle's handlebars 0.6 m.
+# A box's bottom edge, carried onto the road plane, spans at least the vehicle's width (more when
+# its side shows), so a box narrower than this on the road is not a whole vehicle of that class.
+MIN_WIDTH_M: dict[str, float] = {"car": 1.4, "truck": 1.6, "bus": 2.0, "motorcycle": 0.5, "bicycle": 0.3}
 
 
 def _fail(message: str) -> InvalidInput:

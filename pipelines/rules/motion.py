@@ -48,6 +48,7 @@ class MotionEstimate:
     speed_sd_m_s: np.ndarray
     pos_sd: np.ndarray  # (N,) the measurement's own noise, in the filter's units: large far away
     born_ts: np.ndarray  # (N,) when the row's track was first seen (NaN above the horizon)
+    width_m: np.ndarray  # (N,) the box's bottom edge on the road plane, metres; NaN without calibration
 
 
 @dataclass
@@ -106,7 +107,17 @@ class RoadMotion:
         self._forget(ts_s)
         pos_sd = np.sqrt(np.maximum(r[:, 0, 0] + r[:, 1, 1], 0.0) / 2.0)
         return MotionEstimate(pos=pos, units_per_m=1.0 / m_per_unit, speed_m_s=speed, speed_sd_m_s=speed_sd,
-                              pos_sd=pos_sd, born_ts=born)
+                              pos_sd=pos_sd, born_ts=born, width_m=self._width_m(boxes))
+
+    def _width_m(self, boxes: np.ndarray) -> np.ndarray:
+        """The box's bottom edge carried onto the road plane: about the vehicle's width (more when
+        its side shows). Without a calibration there is no such measure (a box-height scale would
+        only restate the box's aspect)."""
+        if self.calibration is None:
+            return np.full(len(boxes), np.nan)
+        left = self.calibration.to_road(boxes[:, [0, 3]])
+        right = self.calibration.to_road(boxes[:, [2, 3]])
+        return np.hypot(*(right - left).T)
 
     def _measure(self, anchors: np.ndarray, boxes: np.ndarray, class_names: Sequence[str]):
         """Road positions, their (N, 2, 2) noise covariances and metres per unit of each row."""

@@ -21,7 +21,9 @@ road. A camera config names one with `preset:` and may still override single fie
 - Every stop rule also (`stop.StopParams` defaults, not preset fields): a stop ends once the vehicle
   has rolled 15 m beyond its detection noise from where it last stood still, however slowly
   (pulling away at 10-20 km/h stays under the resume speed), and it fires only once the mean
-  detection score of its boxes is 0.2 or more (RoadTrack's own floor).
+  detection score of its boxes is 0.2 or more (RoadTrack's own floor) and, with a calibration, most
+  of its boxes are as wide on the road as the narrowest vehicle of their class (a 1.4 m wide "truck"
+  is a roadside cabinet or a person); an id the stopped vehicle had before continues its stop.
 
 `urban-no-parking` — a no-parking / no-waiting street zone (minutes):
 - `min_dwell_s: 180` — longer than a full signal cycle (60-150 s in most cities), so a queue at a

@@ -20,12 +20,14 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from pipelines.calibration import MIN_WIDTH_M
 from pipelines.rules.base import Event
 from pipelines.rules.motion import MotionEstimate, RoadMotion
 from pipelines.track import Tracked
 from pipelines.zones import Zone, anchors_bottom_centre
 
 KMH_PER_M_S = 3.6
+MAX_FORMER_IDS = 8  # ByteTrack swaps ids back and forth between two or three overlapping boxes
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,10 @@ class StopParams:
     bottom centre is the frame's edge, not the vehicle's wheels, and it is not used;
     `min_mean_score`: a stop fires only once the mean detection score of its boxes reaches this (a
     vehicle seen only through boxes the detector itself doubts is no evidence of a stop; RoadTrack's
-    published method uses the same 0.2 floor)."""
+    published method uses the same 0.2 floor); `min_wide_frac`: with a calibration, a stop fires only
+    once this fraction of its boxes are as wide on the road plane as the narrowest vehicle of their
+    class (`calibration.MIN_WIDTH_M`; a median, robust to a few boxes straddling two vehicles): a
+    box 1.4 m wide on the road is no truck, whatever the detector named it (0 turns it off)."""
 
     classes: frozenset[str]
     limit_s: float
@@ -55,6 +60,7 @@ class StopParams:
     leave_m: float = 15.0
     edge_margin_frac: float = 0.02
     min_mean_score: float = 0.2
+    min_wide_frac: float = 0.5
     max_episodes: int = 256
 
     @property
@@ -79,6 +85,9 @@ class _Stop:
     still_pos: np.ndarray  # where it last went slower than the stop speed
     score_sum: float = 0.0  # of the detection scores of all its boxes, with...
     boxes_seen: int = 0  # ...how many there were
+    wide_boxes: int = 0  # boxes at least as wide on the road as the narrowest vehicle of their class...
+    widths_seen: int = 0  # ...of those with a road width (none without a calibration)
+    former_ids: list[int] = field(default_factory=list)  # its vehicle's earlier track ids (the last few)
     in_zone: bool = False
     moving_since_ts: float | None = None
     event_id: str | None = None
@@ -178,13 +187,15 @@ def _rolled_away(params: StopParams, stop: _Stop, frame: _Frame, i: int) -> bool
 
 def _take_over(params: StopParams, state: StopState, frame: _Frame, i: int, free: set[int]) -> int | None:
     """The open stop a new track id continues (same road spot, overlapping box), if any. Only an id
-    first seen after the stop's vehicle was last seen can be that vehicle: one already driving
-    elsewhere meanwhile is another vehicle passing the spot."""
+    first seen after the stop's vehicle was last seen can be that vehicle (one already driving
+    elsewhere meanwhile is another vehicle passing the spot), or one of the ids the stop's vehicle
+    itself had before: ByteTrack swaps ids between overlapping boxes and back, and the returning id
+    would otherwise open a second episode on the same vehicle."""
     best, best_d = None, float("inf")
     pos = frame.est.pos[i]
     for key in free:
         stop = state.stops[key]
-        if frame.est.born_ts[i] < stop.last_seen_ts:
+        if frame.est.born_ts[i] < stop.last_seen_ts and frame.ids[i] not in stop.former_ids:
             continue
         # Far away one pixel spans metres: the gate widens with the detection's own noise.
         radius = params.reassociate_m * stop.units_per_m + 3.0 * frame.est.pos_sd[i]
@@ -222,17 +233,36 @@ def _associate(params: StopParams, state: StopState, frame: _Frame, ts_s: float)
     return pairs
 
 
+def _add_width(stop: _Stop, frame: _Frame, i: int) -> None:
+    narrowest_m = MIN_WIDTH_M.get(frame.names[i])
+    width_m = frame.est.width_m[i]
+    if narrowest_m and np.isfinite(width_m):
+        stop.wide_boxes += int(width_m >= narrowest_m)
+        stop.widths_seen += 1
+
+
+def _evidence(params: StopParams, stop: _Stop) -> bool:
+    """Its boxes, on the whole, are a vehicle: the detector is not doubtful of them (mean score) and,
+    on a calibrated camera, most are as wide on the road as a vehicle of their class."""
+    sure = stop.score_sum >= params.min_mean_score * stop.boxes_seen
+    wide = stop.widths_seen == 0 or stop.wide_boxes >= params.min_wide_frac * stop.widths_seen
+    return sure and wide
+
+
 def _advance(params: StopParams, zone: Zone, state: StopState, frame: _Frame, pairs: list[tuple[int, int]],
              ts_s: float, rule: str, new_event_id) -> list[Event]:
     """Refresh each matched stop; end it when its vehicle drove on; fire it when it lasted long enough."""
     events: list[Event] = []
     for i, key in pairs:
         stop = state.stops[key]
+        if frame.ids[i] != stop.track_id:
+            stop.former_ids = [*stop.former_ids, stop.track_id][-MAX_FORMER_IDS:]
         stop.track_id, stop.last_seen_ts, stop.bbox = frame.ids[i], ts_s, frame.boxes[i]
         stop.pos, stop.units_per_m = frame.est.pos[i].copy(), float(frame.est.units_per_m[i])
         stop.in_zone, stop.class_name = frame.inside[i], frame.names[i]
         stop.score = max(stop.score, frame.scores[i]) if stop.event_id else frame.scores[i]
         stop.score_sum, stop.boxes_seen = stop.score_sum + frame.scores[i], stop.boxes_seen + 1
+        _add_width(stop, frame, i)
         if _rolled_away(params, stop, frame, i):
             stop.moving_since_ts = stop.moving_since_ts if stop.moving_since_ts is not None else ts_s
             if stop.event_id:
@@ -251,8 +281,7 @@ def _advance(params: StopParams, zone: Zone, state: StopState, frame: _Frame, pa
         else:
             stop.moving_since_ts = None
         if stop.event_id is None and stop.in_zone and stop.moving_since_ts is None \
-                and ts_s - stop.onset_ts >= params.fire_after_s \
-                and stop.score_sum >= params.min_mean_score * stop.boxes_seen:
+                and ts_s - stop.onset_ts >= params.fire_after_s and _evidence(params, stop):
             stop.event_id = new_event_id()
             stop.started_event = Event(
                 event_id=stop.event_id, camera_id=state.camera_id, rule=rule, zone_id=zone.zone_id,

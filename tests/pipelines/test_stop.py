@@ -141,13 +141,14 @@ def test_an_unknown_or_malformed_preset_is_a_400_naming_the_field(preset):
     assert caught.value.status_code == 400 and "preset" in str(caught.value)
 
 
-def boxes_run(rule: ParkingRule, box_at, t_end: float, track_id: int = 1, score_at=lambda t: 0.8):
+def boxes_run(rule: ParkingRule, box_at, t_end: float, track_id: int = 1, score_at=lambda t: 0.8,
+              class_name: str = "car"):
     """One vehicle given by its image box at each time (cut-off boxes cannot come from road paths)."""
     state = rules.new_state(rule, "cam-road")
     events = []
     for k in range(int(round(t_end * sr.FPS))):
         t = k / sr.FPS
-        tracked = Tracked.build([box_at(t)], [score_at(t)], ["car"], [track_id], sr.W, sr.H)
+        tracked = Tracked.build([box_at(t)], [score_at(t)], [class_name], [track_id], sr.W, sr.H)
         events.extend(rules.update(rule, state, tracked, t))
     return [e for e in events if e.phase == "started"]
 
@@ -221,3 +222,48 @@ SCORE_CASES = [
 def test_a_stop_fires_only_on_boxes_the_detector_believes(case, score_at, fired_s):
     started = boxes_run(highway(), lambda t: [560, 300, 760, sr.H - 30], 8.0, score_at=score_at)
     assert [e.fired_ts for e in started] == ([] if fired_s is None else [pytest.approx(fired_s, abs=0.15)])
+
+
+def box_on_road(x_m: float, y_m: float, width_m: float, height_m: float = 1.6) -> list[float]:
+    """The image box of something standing at (x_m, y_m) whose bottom edge spans `width_m` on the road."""
+    (u1, v), (u2, _) = sr.project(x_m - width_m / 2, y_m), sr.project(x_m + width_m / 2, y_m)
+    return [u1, v - sr.FOCAL_PX * height_m / y_m, u2, v]
+
+
+# (case, class, road width (m) of the box at time t, calibrated, fires): 40 m out, standing 6 s
+WIDTH_CASES = [
+    ("a car 1.8 m wide", "car", lambda t: 1.8, True, True),
+    ("a lorry 2.5 m wide", "truck", lambda t: 2.5, True, True),
+    ("a motorcycle 0.8 m wide", "motorcycle", lambda t: 0.8, True, True),
+    ("a 'truck' 1.2 m wide on the road (a roadside cabinet, a person): no truck", "truck", lambda t: 1.2, True, False),
+    ("a 'car' 1.0 m wide on the road: no car", "car", lambda t: 1.0, True, False),
+    ("a car half hidden (1.0 m of it seen) for 2 of its 6 s: most boxes are a car's, it fires",
+     "car", lambda t: 1.0 if 1.0 <= t < 3.0 else 1.8, True, True),
+    ("narrow most of the time, wide for a while: most boxes are no car's, it never fires",
+     "car", lambda t: 3.2 if 2.0 <= t < 3.0 else 1.0, True, False),
+    ("without a calibration there is no road width to judge: the 1.2 m 'truck' fires", "truck", lambda t: 1.2,
+     False, True),
+]
+
+
+@pytest.mark.parametrize("case,class_name,width_at,calibrated,fires", WIDTH_CASES, ids=[c[0] for c in WIDTH_CASES])
+def test_a_stop_fires_only_on_boxes_as_wide_as_a_vehicle_of_their_class(case, class_name, width_at, calibrated,
+                                                                         fires):
+    started = boxes_run(highway(calibrated), lambda t: box_on_road(1.75, 40.0, width_at(t)), 6.0,
+                        class_name=class_name)
+    assert bool(started) == fires
+
+
+# (case, track id at time t, gaps with no box, started events): one car standing 40 m out for 30 s
+ID_SWAP_CASES = [
+    ("ByteTrack swaps the id to 2 and back to 1: one episode", lambda t: 2 if 8.0 <= t < 14.0 else 1,
+     ((7.5, 8.0), (14.0, 14.5)), 1),
+    ("ids 1, 2, 3, then 1 again: one episode", lambda t: 1 if t < 6.0 or t >= 12.0 else 2 if t < 9.0 else 3,
+     ((5.5, 6.0), (8.5, 9.0), (11.5, 12.0)), 1),
+]
+
+
+@pytest.mark.parametrize("case,track_id,gaps,started", ID_SWAP_CASES, ids=[c[0] for c in ID_SWAP_CASES])
+def test_an_id_the_stopped_vehicle_had_before_continues_its_stop(case, track_id, gaps, started):
+    events, _, _ = run(highway(), [Path(0.0, 30.0, parked(1.75, 40.0), track_id, gaps=gaps)], 30.0)
+    assert len([e for e in events if e.phase == "started"]) == started, [(e.phase, e.track_id) for e in events]
