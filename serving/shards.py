@@ -175,6 +175,7 @@ class ShardPool:
         self.open_events = open_events
         self.actor_options = {**(actor_options or {}), "runtime_env": {"env_vars": dict(env or {})}}
         self.rehomed = 0
+        self.moves: deque[dict] = deque(maxlen=20)  # the last shard losses: when, how many cameras, how long
         self._shards: dict[int, _Shard] = {}
         self._owner: dict[str, int | None] = {}  # camera -> shard index (None: waiting for a shard)
         self._specs: dict[str, Any] = {}  # camera -> CameraSpec, to start it again elsewhere
@@ -240,6 +241,7 @@ class ShardPool:
     def _lost(self, shard: _Shard) -> None:
         """Kill what may still run (a hung shard must not run its cameras twice), re-home, replace."""
         shard.alive = False
+        lost_wall = time.time()
         with contextlib.suppress(Exception):
             ray.kill(shard.actor, no_restart=True)
         with self._lock:
@@ -249,6 +251,10 @@ class ShardPool:
         log.error("streams: %s on node %s is lost; re-homing its %d cameras", shard.label,
                   shard.where.get("node"), len(moved))
         self._place_waiting()
+        with self._lock:
+            left = sum(1 for cid in moved if self._owner.get(cid) is None)
+        self.moves.append({"replica": shard.label, "node": shard.where.get("node"), "lost_wall": lost_wall,
+                           "cameras": len(moved), "waiting": left, "rehomed_s": round(time.time() - lost_wall, 3)})
         self._spawn(shard.index)  # a new shard for this slot: comes up where there is room
 
     def _alive(self) -> list[_Shard]:
@@ -349,7 +355,8 @@ class ShardPool:
         per = {shard.label: {**(found or {}), **shard.where} for shard, found in self._each("status")}
         with self._lock:
             cameras = len(self._owner)
-        return {"cameras": cameras, "capacity": self.capacity(), "shards": per, "rehomed": self.rehomed}
+        return {"cameras": cameras, "capacity": self.capacity(), "shards": per, "rehomed": self.rehomed,
+                "moves": list(self.moves)}
 
     def _each(self, method: str) -> list[tuple[_Shard, Any]]:
         """Ask every live shard at once; a shard that fails to answer gives None."""
