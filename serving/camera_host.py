@@ -32,13 +32,15 @@ class CameraHost:
     `detector_factory(model_ref) -> (detector, info)` replaces the registry lookup in tests.
     """
 
-    def __init__(self, config, settings, sink, *, detector_factory=None, data_dir: Path | None = None) -> None:
+    def __init__(self, config, settings, sink, *, detector_factory=None, data_dir: Path | None = None,
+                 placement: dict | None = None) -> None:
         from pipelines.streams import StreamRunner
 
         self.config = config
         self.settings = settings
         self.data_dir = Path(data_dir or settings.data_dir)
         self.outbound = config.outbound.policy()
+        self.placement = dict(placement or {})  # `replica` and `node` in each camera's row (in-process)
         self._detector_factory = detector_factory or self._load_detector
         self._batchers: dict[str, Any] = {}
         self._followers: dict[str, Any] = {}  # ref -> FollowingDetector
@@ -132,12 +134,12 @@ class CameraHost:
         return self.runner.remove(camera_id)
 
     def list(self) -> list[dict]:
-        return [{**s, "model": self._model_info(s["camera_id"])} for s in self.runner.list()]
+        return [{**s, "model": self._model_info(s["camera_id"]), **self.placement} for s in self.runner.list()]
 
     def get(self, camera_id: str) -> dict:
         out = self.runner.stats(camera_id)
         out["model"] = self._model_info(camera_id)
-        return out
+        return out | self.placement
 
     def thumbnail(self, camera_id: str) -> bytes:
         from pipelines.review import thumbnail_jpeg

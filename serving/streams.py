@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -90,7 +91,7 @@ class StreamManagerCore:
         count = _shard_count(self.config.shards)
         if count == 0:
             return CameraHost(self.config, self.settings, self.sink, detector_factory=detector_factory,
-                              data_dir=self.data_dir)
+                              data_dir=self.data_dir, placement={"replica": "manager", "node": socket.gethostname()})
         from serving.shards import ShardPool
 
         gpus = self.config.shard_gpus if ray_gpus() else 0.0

@@ -46,7 +46,8 @@ def test_restored_camera_continues_the_open_episode(hub_home, shared_dir, detect
 
     core = StreamManagerCore(options, detector_factory=factory, data_dir=data)  # same data folder: lock free again
     try:
-        assert [s["camera_id"] for s in core.list_streams()] == ["kerbside"]  # restored from cameras.json
+        # restored from cameras.json, run in the manager's process (streams.shards: 0)
+        assert [(s["camera_id"], s["replica"]) for s in core.list_streams()] == [("kerbside", "manager")]
         wait_for(lambda: (core.get_stream("kerbside")["last_ts_s"] or 0) > 16.0)  # past the dwell + slack
         assert [e["event_id"] for e in core.list_events(camera_id="kerbside")] == [first["event_id"]]
         core.remove_stream("kerbside")
