@@ -196,6 +196,30 @@ def route_deadline(path: str, *, capabilities: dict[str, float], request_timeout
     return request_timeout_s
 
 
+def capability_slots(cap) -> int:
+    """The most requests the ingress lets in flight to one capability (its replicas' queues)."""
+    return cap.max_ongoing_requests * cap.num_replicas
+
+
+@dataclass(frozen=True)
+class IngressLimits:
+    max_ongoing_requests: int  # requests the ingress replica holds at once
+    max_queued_requests: int  # requests Ray's proxy holds while it is full; beyond: 503 at once
+
+
+def ingress_limits(config) -> IngressLimits:
+    """The ingress's bound at Ray's proxy, from the config: every capability's admission slots plus
+    `http.max_other_requests` (live event feeds hold a slot for as long as they are open; ops routes).
+
+    Inside that bound the ingress's admission refuses by latency budget; past it the proxy answers
+    503 + Retry-After without handing the request to the ingress at all, so a burst far beyond what
+    the hub can serve costs neither the ingress's event loop nor a round trip to it. A small queue
+    at the proxy absorbs requests that arrive together while slots are free (Ray counts a request
+    as queued until it is assigned, and refuses past the queue even then)."""
+    slots = sum(capability_slots(cap) for cap in config.capabilities.values())
+    return IngressLimits(slots + config.http.max_other_requests, config.http.proxy_queue)
+
+
 class AdmissionBoard:
     """The `Admission` of every capability of one ingress, with their metrics.
 
@@ -211,10 +235,11 @@ class AdmissionBoard:
     def from_config(cls, config, metrics=None) -> AdmissionBoard:
         gates = {}
         for name, cap in config.capabilities.items():
-            slots = cap.max_ongoing_requests * cap.num_replicas
-            # without a measurement yet, admit what the replicas can batch at once
-            floor = cap.batch.max_batch_size * cap.batch.workers * cap.num_replicas
-            gates[name] = Admission(name, latency_budget_s=cap.latency_budget_s, max_in_flight=slots,
+            # always admitted: one full batch per replica. Not one per worker: on a CPU a batch's time
+            # grows with its size, so a second batch waits about as long as the first took, and
+            # whether that fits the budget is the measurement's call.
+            floor = cap.batch.max_batch_size * cap.num_replicas
+            gates[name] = Admission(name, latency_budget_s=cap.latency_budget_s, max_in_flight=capability_slots(cap),
                                     min_in_flight=floor)
         return cls(gates, metrics)
 

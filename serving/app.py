@@ -9,6 +9,7 @@ from ray.serve import Application
 from ray.serve.config import BackpressureConfig
 from ray.serve.deployment import Deployment
 
+from serving.admission import ingress_limits
 from serving.config import ServingConfig
 from serving.deployment import CapabilityDeployment
 from serving.ingress import IngressDeployment
@@ -38,13 +39,16 @@ def build_app(config: ServingConfig) -> Application:
             name="streams", ray_actor_options={"num_cpus": float(config.streams.get("num_cpus", 0.25))},
             max_ongoing_requests=256,
         ).bind(config.streams)
-    return ingress_deployment().bind(config.model_dump(), **handles)
+    return ingress_deployment(config).bind(config.model_dump(), **handles)
 
 
-def ingress_deployment() -> Deployment:
-    """The ingress as deployed. Bounded at the proxy too: past 512 open requests (SSE feeds count)
-    plus 256 waiting, Ray's proxy itself answers 503, and with a `Retry-After` like the hub's own
-    503s (Ray's default sends none, and a client then retries at once)."""
+def ingress_deployment(config: ServingConfig) -> Deployment:
+    """The ingress as deployed. Bounded at the proxy too (`serving.admission.ingress_limits`: the
+    capabilities' admission slots plus the other routes' share, SSE feeds included): past it Ray's
+    proxy itself answers 503, at once and with a `Retry-After` like the hub's own 503s (Ray's default
+    sends none, and a client then retries at once)."""
+    limits = ingress_limits(config)
     return IngressDeployment.options(
-        name="ingress", ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=512, max_queued_requests=256,
+        name="ingress", ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=limits.max_ongoing_requests,
+        max_queued_requests=limits.max_queued_requests,
         backpressure_config=BackpressureConfig(status_code=503, retry_after_s=PROXY_RETRY_AFTER_S))

@@ -40,6 +40,10 @@ class CapabilityConfig(WireModel):
     timeout_s: float = Field(120.0, gt=0)  # past this a request gets 504 and leaves the queue
     # admission: refuse (503 + Retry-After) when the expected wait would exceed this
     latency_budget_s: float = Field(10.0, gt=0)
+    # CPU priority (Linux nice) of the replica's process. Ray starts every worker at nice 15, its
+    # HTTP proxy and the ingress included; at 19 inference yields the cores to them, so admission
+    # answers and refusals are not queued behind model work that takes every core. 0: as Ray left it.
+    cpu_nice: int = Field(19, ge=0, le=19)
     device: str = "auto"
 
     @field_validator("model")
@@ -80,6 +84,13 @@ class HttpConfig(WireModel):
     # Deadline of every route except the capabilities (their own timeout_s) and the live event feed
     # (none); enforced by the ingress, not by Ray's proxy, whose timeout would also cut SSE streams.
     request_timeout_s: float = Field(300.0, gt=0)
+    # The ingress holds at most the capabilities' admission slots plus this many other requests
+    # (live event feeds, which stay open, and ops routes); beyond, Ray's proxy queues up to
+    # `proxy_queue` requests, then answers 503 + Retry-After itself, without the ingress
+    # (serving.admission.ingress_limits). Ray counts a request as queued until it is assigned, even
+    # while the ingress has room, so the queue must hold a burst that arrives at once.
+    max_other_requests: int = Field(64, ge=1)
+    proxy_queue: int = Field(64, ge=1)
 
     @property
     def loopback(self) -> bool:

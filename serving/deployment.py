@@ -205,6 +205,23 @@ def image_pixels(request: Any) -> int:
     return width * height
 
 
+def lower_cpu_priority(nice: int) -> None:
+    """Raise this process's nice value to `nice` (never lower it). Linux keeps nice per thread, so
+    every thread that runs now is reniced; threads started later inherit it from their creator."""
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return
+    try:
+        threads = [int(tid) for tid in os.listdir("/proc/self/task")]
+    except OSError:  # no procfs: the calling thread at least
+        threads = [0]
+    for tid in threads:
+        try:
+            if os.getpriority(os.PRIO_PROCESS, tid) < nice:
+                os.setpriority(os.PRIO_PROCESS, tid, nice)
+        except OSError:  # the thread ended meanwhile
+            continue
+
+
 def rss_mib() -> float | None:
     try:
         with open(f"/proc/{os.getpid()}/statm") as f:
@@ -230,6 +247,7 @@ class CapabilityDeployment:
         from serving.config import CapabilityConfig
 
         config = CapabilityConfig.model_validate(user_config)
+        lower_cpu_priority(config.cpu_nice)  # before loading: the model's thread pools inherit it
         # raises at start-up for an unknown model: a clear error; loading runs off the event loop
         await asyncio.to_thread(self.server.configure, config)
         settings = BatchSettings(

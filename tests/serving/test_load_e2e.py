@@ -54,11 +54,16 @@ def test_overload_is_refused_with_retry_after_and_the_hub_recovers(hub_server, s
     assert statuses == [200, 503], statuses
     refused = [r for r in replies if r.status_code == 503]
     assert all(int(r.headers["retry-after"]) >= 1 for r in refused)
-    assert {r.json()["error"]["code"] for r in refused} == {"overloaded"}
+    # refused by the ingress's admission (the hub's error shape), or by Ray's proxy before the
+    # ingress (serving.admission.ingress_limits: a burst beyond its queue), which answers in text
+    by_proxy = [r for r in refused if r.headers.get("content-type", "").startswith("text/")]
+    assert all("backpressure" in r.text for r in by_proxy)
+    by_hub = [r for r in refused if r not in by_proxy]
+    assert by_hub and {r.json()["error"]["code"] for r in by_hub} == {"overloaded"}
     with hub_server.client() as c:
         _until(lambda: _admission(c, "see")["in_flight"] == 0, what="the burst draining")
         after = _admission(c, "see")
-        assert after["refused"] - limit["refused"] == len(refused)
+        assert after["refused"] - limit["refused"] == len(by_hub)
         reply = c.post("/v1/see", content=body, headers={"content-type": "image/jpeg"})
         assert reply.status_code == 200, reply.text
         assert reply.json()["model"]["name"]
