@@ -28,7 +28,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -36,69 +35,12 @@ import ray
 
 from hub.errors import HubError, InvalidInput, NotFound, NotReady
 from pipelines.events import StoredEvent
-from pipelines.rules.base import Event
+from pipelines.outbox import Outbox, OutboxItem
 
 log = logging.getLogger("ray.serve")
 CALL_TIMEOUT_S = 60.0  # a shard's answer to a camera call (a first camera loads its detector)
 DRAIN_WAIT_S = 0.5  # long poll: an event reaches the store within about this much after it fired
 MAX_SILENT_POLLS = 3  # polls that time out in a row before a shard counts as lost (and is killed)
-
-
-@dataclass(frozen=True)
-class OutboxItem:
-    seq: int
-    event: Event
-    snapshot_jpeg: bytes | None
-    frame_jpeg: bytes | None
-    webhooks: tuple[str, ...]
-    end_reason: str | None
-
-
-class Outbox:
-    """A shard's events until the manager acknowledges them; the `store` of the shard's EventSink.
-
-    It also hands each camera's open episodes (from the manager's store) to the camera's ledger.
-    Bounded: past `max_items` the oldest unacknowledged event is dropped and counted in `lost`.
-    """
-
-    def __init__(self, max_items: int = 10_000) -> None:
-        self.max_items = max_items
-        self.lost = 0
-        self._items: deque[OutboxItem] = deque()
-        self._cond = threading.Condition()
-        self._seq = 0
-        self._carried: dict[str, list[StoredEvent]] = {}
-
-    def carry(self, camera_id: str, open_events: list[StoredEvent]) -> None:
-        with self._cond:
-            self._carried[camera_id] = list(open_events)
-
-    def open_events(self, camera_id: str | None = None) -> list[StoredEvent]:
-        with self._cond:
-            return self._carried.pop(camera_id, [])
-
-    def record(self, event: Event, image_rgb=None, webhooks=(), now_wall: float | None = None, *,
-               snapshot_jpeg: bytes | None = None, frame_jpeg: bytes | None = None,
-               end_reason: str | None = None) -> StoredEvent:
-        now = time.time() if now_wall is None else now_wall
-        with self._cond:
-            self._seq += 1
-            self._items.append(OutboxItem(self._seq, event, snapshot_jpeg, frame_jpeg, tuple(webhooks), end_reason))
-            while len(self._items) > self.max_items:
-                gone = self._items.popleft()
-                self.lost += 1
-                log.error("shard outbox full: event %s %s lost", gone.event.event_id, gone.event.phase)
-            self._cond.notify_all()
-        return StoredEvent(event, None, now, now, seq=0, end_reason=end_reason)  # seq 0: not stored yet
-
-    def drain(self, ack_seq: int, wait_s: float, limit: int = 256) -> list[OutboxItem]:
-        """Forget what the manager acknowledged; then what is waiting (up to `wait_s` for something)."""
-        with self._cond:
-            while self._items and self._items[0].seq <= ack_seq:
-                self._items.popleft()
-            if not self._items:
-                self._cond.wait(wait_s)
-            return list(islice(self._items, limit))
 
 
 class StreamShard:
@@ -168,7 +110,7 @@ class ShardPool:
     def __init__(self, options: dict, count: int, record: Callable[[OutboxItem], None],
                  open_events: Callable[[str], list], *, actor_options: dict | None = None,
                  env: dict[str, str] | None = None, data_dir: Path | None = None,
-                 ready_timeout_s: float = 120.0) -> None:
+                 ready_timeout_s: float = 60.0) -> None:
         self.options = options
         self.data_dir = None if data_dir is None else str(data_dir)  # file cameras are checked against it
         self.record = record
@@ -183,8 +125,10 @@ class ShardPool:
         self._closed = threading.Event()
         for index in range(count):
             self._spawn(index)
+        # Every shard up before the manager restores its cameras, so they spread; one that cannot be
+        # scheduled (its node is away) gets cameras when it comes up, new ones or moved ones.
         deadline = time.monotonic() + ready_timeout_s
-        while time.monotonic() < deadline and not any(s.alive for s in self._shards.values()):
+        while time.monotonic() < deadline and not all(s.alive for s in self._alive_or_not()):
             time.sleep(0.1)
 
     # -- shards -------------------------------------------------------------------------------
@@ -257,6 +201,10 @@ class ShardPool:
                            "cameras": len(moved), "waiting": left, "rehomed_s": round(time.time() - lost_wall, 3)})
         self._spawn(shard.index)  # a new shard for this slot: comes up where there is room
 
+    def _alive_or_not(self) -> list[_Shard]:
+        with self._lock:
+            return list(self._shards.values())
+
     def _alive(self) -> list[_Shard]:
         with self._lock:
             return [s for s in self._shards.values() if s.alive]
@@ -303,6 +251,10 @@ class ShardPool:
             shard = self._shards[current]
             return {**_result(shard.actor.add.remote(spec.model_dump(mode="json"), True,
                                                      self.open_events(spec.camera_id))), **_placement(shard)}
+        if not self._alive():  # it starts when a shard is up (a restart must not forget saved cameras)
+            with self._lock:
+                self._owner[spec.camera_id] = None
+            return {"camera_id": spec.camera_id, "state": "waiting", "replica": None, "node": None}
         try:
             return self._place(spec.camera_id, replace=replace)
         except Exception:
@@ -322,6 +274,11 @@ class ShardPool:
         return shard
 
     def remove(self, camera_id: str) -> dict:
+        with self._lock:
+            if camera_id in self._owner and self._owner[camera_id] is None:  # waiting for a shard: nothing runs
+                self._owner.pop(camera_id)
+                self._specs.pop(camera_id, None)
+                return {"camera_id": camera_id, "state": "removed", "replica": None, "node": None}
         shard = self._owner_of(camera_id)
         stats = _result(shard.actor.call.remote("remove", camera_id))
         with self._lock:
@@ -343,7 +300,7 @@ class ShardPool:
         listed = {row["camera_id"] for row in rows}
         with self._lock:
             moving = [cid for cid in self._owner if cid not in listed]
-        return rows + [{"camera_id": cid, "state": "rehoming", "replica": None, "node": None} for cid in moving]
+        return rows + [{"camera_id": cid, "state": "waiting", "replica": None, "node": None} for cid in moving]
 
     def capacity(self) -> dict:
         per = {shard.label: found for shard, found in self._each("capacity") if found is not None}

@@ -66,7 +66,7 @@ class StreamManagerCore:
         self._webhooks(webhook_specs(config.webhooks), field="webhooks")
         self.sink = EventSink(self.store, self.sender, [w.url for w in webhook_specs(config.webhooks)],
                               max_episode_s=config.max_episode_s)
-        self.cameras = self._camera_hosts(options or {}, detector_factory)
+        self.cameras = self._camera_hosts(detector_factory)
         self.upkeep = Upkeep(self.store, self.sink.recorder, config.retention).start()
         self._persist_path = self.data_dir / "streams" / "cameras.json"
         self._persist_lock = threading.Lock()  # concurrent add_stream calls write one file at a time
@@ -84,7 +84,7 @@ class StreamManagerCore:
                 except Exception as exc:  # one bad saved camera must not stop the others
                     log.error("streams: cannot restore camera %s: %s", raw.get("camera_id"), exc)
 
-    def _camera_hosts(self, options: dict, detector_factory):
+    def _camera_hosts(self, detector_factory):
         """Cameras in this process (`shards: 0`), or spread over shard actors (serving/shards.py)."""
         from serving.camera_host import CameraHost
 
@@ -95,7 +95,8 @@ class StreamManagerCore:
         from serving.shards import ShardPool
 
         gpus = self.config.shard_gpus if ray_gpus() else 0.0
-        shard_options = {k: v for k, v in _resolve_paths(options).items() if k not in ("cameras", "include")}
+        # The resolved config (an `include`'s webhooks merged in); the cameras are placed one by one.
+        shard_options = self.config.model_dump(mode="json", exclude={"cameras", "include"})
         # What a shard's process must see as this one does: settings, and `${HUB_CAMERA_*}` credentials.
         env = {**self.settings.env_for_workers(), **{k: v for k, v in os.environ.items() if k.startswith("HUB_CAMERA_")}}
         return ShardPool(shard_options, count, self._record_shard_event, self.store.open_events,

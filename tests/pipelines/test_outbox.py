@@ -1,4 +1,4 @@
-"""A stream shard's outbox (serving/shards.py): events stay until the manager acknowledges them,
+"""A stream shard's outbox (pipelines/outbox.py): events stay until the manager acknowledges them,
 a repeated drain gives the same events again, the bound drops the oldest, and a camera's carried
 open episodes are handed to its ledger once."""
 
@@ -9,8 +9,8 @@ import threading
 import pytest
 
 from pipelines.events import StoredEvent
+from pipelines.outbox import Outbox
 from pipelines.rules.base import Event
-from serving.shards import Outbox
 
 
 def _event(n: int, phase: str = "started") -> Event:
