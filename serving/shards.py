@@ -15,7 +15,7 @@ firing again (`pipelines/episodes.py`), and an end the dead shard never handed o
 the survivor (the vehicle left: `left`; or `restart_unmatched` when nothing matched in time).
 
 >>> pool = ShardPool(options, count=2, record=manager_record, open_events=store.open_events)
->>> pool.add(spec)            # stats + {"replica": "shard-1", "node": "10.0.0.7"}
+>>> pool.start(spec)          # stats + {"replica": "shard-1", "node": "10.0.0.7", "node_id": ...}
 """
 
 from __future__ import annotations
@@ -139,7 +139,8 @@ class ShardPool:
                                                **self.actor_options).remote(label, self.options, self.data_dir)
 
     def _spawn(self, index: int) -> None:
-        shard = _Shard(index, self._new_actor(f"shard-{index}"))
+        shard = _Shard(index, None)
+        shard.actor = self._new_actor(shard.label)
         with self._lock:
             self._shards[index] = shard
         threading.Thread(target=self._pull, args=(shard,), name=f"streams-pull-{index}", daemon=True).start()
@@ -233,11 +234,15 @@ class ShardPool:
         shard = self._least_loaded()
         if shard is None:
             raise NotReady("no stream shard is running; the camera starts when one is")
-        spec = self._specs[camera_id]
-        stats = _result(shard.actor.add.remote(spec.model_dump(mode="json"), replace, self.open_events(camera_id)))
+        stats = self._add_on(shard, camera_id, replace)
         with self._lock:
             self._owner[camera_id] = shard.index
-        return {**stats, **_placement(shard)}
+        return stats
+
+    def _add_on(self, shard: _Shard, camera_id: str, replace: bool) -> dict:
+        """Start the camera on `shard` with its open episodes from the store; its stats and placement."""
+        payload = self._specs[camera_id].model_dump(mode="json")
+        return {**_result(shard.actor.add.remote(payload, replace, self.open_events(camera_id))), **_placement(shard)}
 
     # -- what the manager calls ---------------------------------------------------------------
     def start(self, spec, *, replace: bool = False) -> dict:
@@ -248,13 +253,11 @@ class ShardPool:
             old = self._specs.get(spec.camera_id)
             self._specs[spec.camera_id] = spec
         if current is not None:  # replaced: it stays on its shard
-            shard = self._shards[current]
-            return {**_result(shard.actor.add.remote(spec.model_dump(mode="json"), True,
-                                                     self.open_events(spec.camera_id))), **_placement(shard)}
+            return self._add_on(self._shards[current], spec.camera_id, True)
         if not self._alive():  # it starts when a shard is up (a restart must not forget saved cameras)
             with self._lock:
                 self._owner[spec.camera_id] = None
-            return {"camera_id": spec.camera_id, "state": "waiting", "replica": None, "node": None}
+            return _unplaced(spec.camera_id, "waiting")
         try:
             return self._place(spec.camera_id, replace=replace)
         except Exception:
@@ -278,7 +281,7 @@ class ShardPool:
             if camera_id in self._owner and self._owner[camera_id] is None:  # waiting for a shard: nothing runs
                 self._owner.pop(camera_id)
                 self._specs.pop(camera_id, None)
-                return {"camera_id": camera_id, "state": "removed", "replica": None, "node": None}
+                return _unplaced(camera_id, "removed")
         shard = self._owner_of(camera_id)
         stats = _result(shard.actor.call.remote("remove", camera_id))
         with self._lock:
@@ -300,19 +303,18 @@ class ShardPool:
         listed = {row["camera_id"] for row in rows}
         with self._lock:
             moving = [cid for cid in self._owner if cid not in listed]
-        return rows + [{"camera_id": cid, "state": "waiting", "replica": None, "node": None} for cid in moving]
+        return rows + [_unplaced(cid, "waiting") for cid in moving]
 
     def capacity(self) -> dict:
-        per = {shard.label: found for shard, found in self._each("capacity") if found is not None}
-        return {"over_capacity": any(c.get("over_capacity") for c in per.values()),
-                "analysed_fps": round(sum(c.get("analysed_fps") or 0.0 for c in per.values()), 2),
-                "replicas": per}
+        return _total_capacity({shard.label: found for shard, found in self._each("capacity") if found is not None})
 
     def status(self) -> dict:
-        per = {shard.label: {**(found or {}), **shard.where} for shard, found in self._each("status")}
+        found = self._each("status")  # each shard's status carries its capacity: one round trip, not two
+        per = {shard.label: {**(got or {}), **shard.where} for shard, got in found}
         with self._lock:
             cameras = len(self._owner)
-        return {"cameras": cameras, "capacity": self.capacity(), "shards": per, "rehomed": self.rehomed,
+        capacity = _total_capacity({shard.label: got["capacity"] for shard, got in found if got is not None})
+        return {"cameras": cameras, "capacity": capacity, "shards": per, "rehomed": self.rehomed,
                 "moves": list(self.moves)}
 
     def _each(self, method: str) -> list[tuple[_Shard, Any]]:
@@ -341,6 +343,17 @@ class ShardPool:
         for shard in self._shards.values():
             with contextlib.suppress(Exception):
                 ray.kill(shard.actor, no_restart=True)
+
+
+def _total_capacity(per: dict[str, dict]) -> dict:
+    """The shards' capacity views (pipelines/capacity.py) in one: over capacity anywhere, frames/s summed."""
+    return {"over_capacity": any(c.get("over_capacity") for c in per.values()),
+            "analysed_fps": round(sum(c.get("analysed_fps") or 0.0 for c in per.values()), 2), "replicas": per}
+
+
+def _unplaced(camera_id: str, state: str) -> dict:
+    """The row of a camera no shard runs (waiting for one, or removed while it waited)."""
+    return {"camera_id": camera_id, "state": state, "replica": None, "node": None}
 
 
 def _placement(shard: _Shard) -> dict:
