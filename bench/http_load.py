@@ -35,9 +35,12 @@ from pathlib import Path
 
 import aiohttp
 import httpx
+import proc_cpu  # bench/proc_cpu.py, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+# processes `--py-spy` records: the hops of a request that are not the model
+PROFILED = ("Ray HTTP proxy", "ingress replica", "replica see", "replica read", "replica reason")
 REASON_TEXT = "小区门口的路灯坏了一个多月，晚上出行很不安全，希望尽快维修。"
 
 
@@ -78,6 +81,7 @@ class LevelResult:
     mean_batch: float | None = None
     drain_s: float | None = None
     stage_ms: dict = field(default_factory=dict)
+    cpu_s: dict = field(default_factory=dict)  # process role -> CPU seconds over the level (--cpu)
 
     @property
     def ok_per_s(self) -> float:
@@ -247,6 +251,7 @@ def print_table(capability: str, results: list[LevelResult], label: str) -> None
         for r in results:
             print(f"| {r.concurrency} | " + " | ".join(f"{r.stage_ms[s]:.0f}" if s in r.stage_ms else "-"
                                                     for s in STAGES) + " |")
+    proc_cpu.print_split({f"c={r.concurrency}": (r.cpu_s, len(r.ok_latencies_s)) for r in results if r.cpu_s})
     base = next((r for r in results if r.concurrency == 1), None)
     if base and base.ok_per_s > 0:
         gains = ", ".join(f"{r.concurrency} vs 1: {r.ok_per_s / base.ok_per_s:.2f}×" for r in results
@@ -255,17 +260,39 @@ def print_table(capability: str, results: list[LevelResult], label: str) -> None
     sys.stdout.flush()
 
 
+def print_profile(path: Path) -> None:
+    if not path.is_file():
+        print(f"# py-spy wrote nothing to {path}", file=sys.stderr)
+        return
+    print(f"\n{path.stem}: functions by inclusive share of py-spy samples (non-idle threads)\n")
+    for name, share in proc_cpu.summarise_profile(path, top=25):
+        print(f"    {100 * share:5.1f} %  {name}")
+    sys.stdout.flush()
+
+
 async def measure(args, capability: str, url: str, headers: dict) -> list[LevelResult]:
     body = payload_for(capability, args.input)
     results = []
     normal_s = None
+    if args.cpu and args.idle_s > 0:  # what the hub costs with no requests at all
+        idle_before = proc_cpu.snapshot()
+        await asyncio.sleep(args.idle_s)
+        proc_cpu.print_idle(proc_cpu.cpu_by_role(idle_before, proc_cpu.snapshot()))
     # warm-up: the first requests load lazy parts (tokenisers, kernels); not measured
     await run_level(url, capability, body, 2, args.warmup_s, headers, args.client_timeout_s)
     for level in args.levels:
         before = batch_totals(url, headers, capability)
         stages_before = stage_totals(url, headers, capability)
+        cpu_before = proc_cpu.snapshot() if args.cpu else None
+        profilers = proc_cpu.start_profilers(args.py_spy, PROFILED, args.duration_s, f"{capability}-c{level}") \
+            if args.py_spy and level in args.py_spy_levels else []
         result = await run_level(url, capability, body, level, args.duration_s, headers, args.client_timeout_s,
                                  args.honour_retry_after)
+        if cpu_before is not None:
+            result.cpu_s = proc_cpu.cpu_by_role(cpu_before, proc_cpu.snapshot())
+        for profiler in profilers:
+            profiler.wait()
+            print_profile(Path(profiler.args[-1]))
         if args.recovery and normal_s is not None and level > 1:
             result.drain_s = await recovery_s(url, capability, body, headers, normal_s)
         else:
@@ -444,6 +471,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--megapixels", type=float, default=49.0)
     parser.add_argument("--floor", action="store_true",
                         help="instead of a hub: a local server that refuses everything at once (the client's floor)")
+    parser.add_argument("--cpu", action="store_true",
+                        help="CPU ms per OK request of every process (proxy, ingress, replicas, this client, Ray)")
+    parser.add_argument("--idle-s", type=float, default=10.0,
+                        help="with --cpu: first measure each process's CPU this long with no requests")
+    parser.add_argument("--py-spy", type=Path, default=None,
+                        help="folder: record py-spy collapsed stacks of the proxy, ingress and replica")
+    parser.add_argument("--py-spy-levels", default="32", type=lambda s: [int(x) for x in s.split(",")])
     args = parser.parse_args(argv)
     headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
     proc = None
