@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
 HOLD_FRACTION = 0.95  # a camera "holds" its target at >= 95 % of analysis_fps
 # The pipeline as it was before issue 10, expressed as stream-manager options.
-LEGACY = {"decode": {"max_side_px": None, "threads": 0, "skip_frames": False},
+LEGACY = {"decode": {"max_side_px": None, "threads": 0, "skip_frames": False, "backend": "cpu"},
           "capacity": {"admission": "accept", "interval_s": 60.0}}
 
 
@@ -127,7 +127,8 @@ class Bench:
                                  "analysis_fps": self.args.analysis_fps, "webhooks": []})
             time.sleep(self.args.warmup_s)
             before, cpu0, t0 = _by_camera(core.list_streams()), _cpu_s(proc), time.monotonic()
-            latencies = _sample_latencies(core, self.args.measure_s)
+            with GpuBusy() as gpu:
+                latencies = _sample_latencies(core, self.args.measure_s)
             after, cpu1, t1 = _by_camera(core.list_streams()), _cpu_s(proc), time.monotonic()
             status = core.status()
             errors = [s["last_error"] for s in after.values() if s["last_error"]]
@@ -136,7 +137,7 @@ class Bench:
         finally:
             core.close()
         out = summarise(n, self.args.analysis_fps, before, after, t1 - t0, cpu1 - cpu0, latencies, status)
-        return out | {"config": "before" if legacy else "now"}
+        return out | {"config": "before" if legacy else "now", "gpu_busy": gpu.result()}
 
 
 def decode_only(video: Path, n: int, fps: float, seconds: float, legacy: bool) -> dict:
@@ -148,7 +149,7 @@ def decode_only(video: Path, n: int, fps: float, seconds: float, legacy: bool) -
     from pipelines.decode import DecodeOptions
     from pipelines.sources import FrameSource, SourceConfig
 
-    opts = DecodeOptions() if legacy else DecodeOptions(max_side_px=640, threads=1, skip_frames=True)
+    opts = DecodeOptions() if legacy else DecodeOptions(max_side_px=640, threads=1, skip_frames=True, backend="auto")
     sources = [FrameSource(f"cam-{c}", SourceConfig(url=str(video), loop=True, analysis_fps=fps, decode=opts)).start()
                for c in range(n)]
     stop, taken = threading.Event(), [0] * n
@@ -173,6 +174,38 @@ def decode_only(video: Path, n: int, fps: float, seconds: float, legacy: bool) -
     cores = (cpu1 - cpu0) / (t1 - t0)
     return {"config": "before" if legacy else "now", "cameras": n, "cores": cores, "cores_per_camera": cores / n,
             "decoded_fps": (decoded1 - decoded0) / (t1 - t0), "sampled_fps": (got1 - got0) / (t1 - t0)}
+
+
+class GpuBusy:
+    """Mean GPU utilisation (%) while the block runs, sampled from `nvidia-smi` every 0.5 s in a
+    thread (no NVML binding needed); "n/a" on a box without an NVIDIA GPU."""
+
+    def __enter__(self) -> GpuBusy:
+        import shutil
+        import threading
+
+        self._samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = None
+        if shutil.which("nvidia-smi"):
+            self._thread = threading.Thread(target=self._poll, daemon=True)
+            self._thread.start()
+        return self
+
+    def _poll(self) -> None:
+        cmd = ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"]
+        while not self._stop.wait(0.5):
+            with contextlib.suppress(Exception):
+                out = subprocess.run(cmd, capture_output=True, text=True, timeout=5).stdout.split()
+                self._samples.append(float(np.mean([float(v) for v in out])))
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(6)
+
+    def result(self) -> str:
+        return f"{np.mean(self._samples):.0f} %" if self._samples else "n/a"
 
 
 def _by_camera(streams: list[dict]) -> dict[str, dict]:
@@ -209,7 +242,8 @@ def summarise(n: int, target: float, before: dict, after: dict, seconds: float, 
 
     per_camera = delta("frames_analysed") / seconds
     lat = np.array(latencies) if latencies else np.array([np.nan])
-    states = sorted({s.get("state", "?") for s in after.values()})
+    states = sorted({s.get("state", "?") for s in after.values()} | {f"decoder {s.get('decoder', '?')}"
+                                                                      for s in after.values()})
     return {
         "cameras": n, "target_fps": target, "seconds": round(seconds, 1),
         "total_fps": float(per_camera.sum()), "mean_fps": float(per_camera.mean()), "min_fps": float(per_camera.min()),

@@ -17,9 +17,10 @@ A camera is decoded on the CPU by FFmpeg (PyAV); three things keep that cheap:
   FFmpeg's default, one thread per core for every camera, oversubscribes a box that runs many
   cameras and starves the detector.
 
-An NVDEC (GPU hardware) decoder would plug in at the same seam -- a reader that yields frames with
-`time`, `key_frame`, `to_ndarray(format=, width=, height=)` -- and keep frames on the device; it is
-not built here (no GPU machine was available to test it).
+On a CUDA box `backend: nvdec` (or `auto`) decodes on the GPU's hardware decoder instead
+(pipelines/nvdec.py): the reader then yields `DeviceFrame`s, `to_analysis` resizes them on the device
+and the analysis image stays a CUDA tensor up to the detector; `host_rgb` brings an image back to
+host memory where a consumer needs one (snapshots, the UI thumbnail, the spill rule's work copy).
 
 >>> opts = DecodeOptions(max_side_px=640, threads=1, skip_frames=True)
 >>> analysis_size(1280, 720, 640)
@@ -33,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.nvdec import DeviceFrame
+
 NONREF_MIN_FRAMES = 2.0  # skip non-reference frames when a sample is due at most every 2 source frames
 NONKEY_SLACK = 1.05  # key frames at most 5 % further apart than the analysis period still keep the rate
 
@@ -41,11 +44,13 @@ NONKEY_SLACK = 1.05  # key frames at most 5 % further apart than the analysis pe
 class DecodeOptions:
     """How a camera is decoded. `max_side_px`: longest side of the analysis image (None: native);
     `threads`: FFmpeg decoder threads (0: FFmpeg's choice, one per core); `skip_frames`: let the
-    decoder drop frames the analysis rate does not need (see the module doc)."""
+    decoder drop frames the analysis rate does not need (see the module doc); `backend`: "cpu",
+    "nvdec" or "auto" (NVDEC when a GPU and PyNvVideoCodec are there)."""
 
     max_side_px: int | None = None
     threads: int = 0
     skip_frames: bool = False
+    backend: str = "cpu"
 
 
 def analysis_size(width: int, height: int, max_side_px: int | None) -> tuple[int, int]:
@@ -58,22 +63,48 @@ def analysis_size(width: int, height: int, max_side_px: int | None) -> tuple[int
 
 
 class NativeFrame:
-    """A decoded frame in its native form (FFmpeg's YUV planes, full size), converted to full-size
-    RGB only when asked (an event's snapshot). Holds one reference to the decoder's buffer."""
+    """A decoded frame in its native form (FFmpeg's YUV planes, or NVDEC's RGB surface copied on the
+    device, full size), converted to full-size host RGB only when asked (an event's snapshot)."""
 
     __slots__ = ("_frame", "height", "width")
 
-    def __init__(self, av_frame: Any) -> None:
-        self._frame = av_frame
-        self.width, self.height = int(av_frame.width), int(av_frame.height)
+    def __init__(self, frame: Any) -> None:
+        # NVDEC recycles its surface on the next decode: keep a device copy (no host transfer).
+        self._frame = frame.tensor.clone() if isinstance(frame, DeviceFrame) else frame
+        self.width, self.height = int(frame.width), int(frame.height)
 
     def rgb(self) -> np.ndarray:
-        return self._frame.to_ndarray(format="rgb24")
+        if hasattr(self._frame, "to_ndarray"):  # a PyAV frame
+            return self._frame.to_ndarray(format="rgb24")
+        return host_rgb(self._frame)
 
 
-def to_analysis(av_frame: Any, max_side_px: int | None) -> np.ndarray:
-    """The frame as HxWx3 uint8 RGB at analysis size, scaled and converted in one swscale pass."""
+def host_rgb(image: Any) -> np.ndarray:
+    """An HxWx3 uint8 image in host memory: numpy as it is, a (device) torch tensor copied back."""
+    if isinstance(image, np.ndarray):
+        return image
+    return image.detach().cpu().numpy()
+
+
+def device_resize(tensor: Any, size_hw: tuple[int, int]) -> Any:
+    """HxWx3 uint8 tensor -> size_hw x 3 uint8 on its own device, averaging the source pixels each
+    target pixel covers (what swscale's AREA does on the CPU path)."""
+    import torch.nn.functional as F
+
+    x = tensor.permute(2, 0, 1)[None].float()
+    y = F.interpolate(x, size=size_hw, mode="area")
+    return y[0].round_().clamp_(0, 255).to(tensor.dtype).permute(1, 2, 0).contiguous()
+
+
+def to_analysis(av_frame: Any, max_side_px: int | None) -> Any:
+    """The frame as HxWx3 uint8 RGB at analysis size: from a PyAV frame one swscale pass to a numpy
+    array; from an NVDEC `DeviceFrame` an area resize on the GPU to a CUDA tensor (a new tensor, so
+    the decoder's surface may be recycled)."""
     w, h = analysis_size(int(av_frame.width), int(av_frame.height), max_side_px)
+    if isinstance(av_frame, DeviceFrame):
+        if (w, h) == (av_frame.width, av_frame.height):
+            return av_frame.tensor.clone()
+        return device_resize(av_frame.tensor, (h, w))
     if (w, h) == (av_frame.width, av_frame.height):
         return av_frame.to_ndarray(format="rgb24")
     # AREA averages the source pixels a target pixel covers: what a detector's resize would see.

@@ -105,8 +105,10 @@ def thumbnail_jpeg(image_rgb: np.ndarray, max_width: int = 320) -> bytes:
     """A small JPEG of a camera's latest analysed frame (the UI's camera list)."""
     import cv2
 
+    from pipelines.decode import host_rgb
     from pipelines.events import encode_frame
 
+    image_rgb = host_rgb(image_rgb)  # a frame decoded on the GPU is a CUDA tensor
     h, w = image_rgb.shape[:2]
     if w > max_width:
         image_rgb = cv2.resize(image_rgb, (max_width, max(1, round(h * max_width / w))), interpolation=cv2.INTER_AREA)

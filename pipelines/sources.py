@@ -29,7 +29,8 @@ import numpy as np
 
 from hub.backoff import backoff_s
 from hub.redact import redact_text
-from pipelines.decode import DecodeOptions, NativeFrame, SkipPolicy, to_analysis
+from pipelines.decode import DecodeOptions, NativeFrame, SkipPolicy, host_rgb, to_analysis
+from pipelines.nvdec import nvdec_frames, resolve_backend
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,9 @@ class Frame:
     camera_id: str
     frame_id: int
     ts_s: float
-    image: np.ndarray  # HxWx3 uint8 RGB, at analysis size (see `DecodeOptions.max_side_px`)
+    # HxWx3 uint8 RGB at analysis size (see `DecodeOptions.max_side_px`): a numpy array, or a CUDA
+    # tensor when the camera is decoded on NVDEC (use `decode.host_rgb` where host memory is needed)
+    image: Any
     wall_s: float = 0.0  # time.time() when decoded (latency, not rules)
     native: NativeFrame | None = None  # the full-size decoded frame, for evidence snapshots
 
@@ -59,7 +62,7 @@ class Frame:
 
     def full_image(self) -> np.ndarray:
         """Full-resolution RGB (an event's snapshot): converted from the native frame on demand."""
-        return self.image if self.native is None else self.native.rgb()
+        return host_rgb(self.image) if self.native is None else self.native.rgb()
 
 
 class CameraState(StrEnum):
@@ -123,6 +126,7 @@ class SourceStats:
     failures: int = 0  # consecutive failed attempts (0 once live)
     last_error: str | None = None
     last_ts_s: float | None = None
+    decoder: str = "cpu"  # where frames are decoded now: "cpu" (FFmpeg) or "nvdec" (the GPU's decoder)
 
 
 @dataclass
@@ -162,6 +166,8 @@ class FrameSource:
         realtime = config.realtime
         self._lossless = not config.is_network and realtime is False
         self._realtime = not config.is_network and realtime is not False
+        self._nvdec = resolve_backend(config.decode.backend) == "nvdec"  # InvalidInput: nvdec without a GPU
+        self._stats.decoder = "nvdec" if self._nvdec else "cpu"
 
     # -- consumer side -------------------------------------------------------------------------
     @property
@@ -242,6 +248,7 @@ class FrameSource:
                     got_frames = self._read(container)
                 except Exception as exc:
                     reason = cfg.redact(f"read failed: {type(exc).__name__}: {exc}")
+                    self._maybe_leave_nvdec(reason)
                 finally:
                     _close_quietly(container)
             if self._stop.is_set():
@@ -266,10 +273,20 @@ class FrameSource:
             self._stop.wait(delay)
         self._set_state(CameraState.STOPPED)
 
+    def _maybe_leave_nvdec(self, reason: str) -> None:
+        """`backend: auto` falls back to the CPU for this camera when NVDEC fails before its first
+        frame (a codec profile the hardware lacks, a driver without NVDEC); `nvdec` keeps failing."""
+        if self._nvdec and self.config.decode.backend == "auto" and self._stats.frames_decoded == 0:
+            log.warning("camera %s: NVDEC failed (%s); decoding on the CPU", self.camera_id, reason)
+            self._nvdec = False
+            with self._cond:
+                self._stats.decoder = "cpu"
+
     def _read(self, container) -> bool:
         """Decode one connection until it ends; True if it yielded at least one frame."""
         conn = self._connect(container)
-        for av_frame in container.decode(conn.stream):
+        frames = nvdec_frames(container, conn.stream) if self._nvdec else container.decode(conn.stream)
+        for av_frame in frames:
             if self._stop.is_set():
                 break
             now = time.monotonic()
@@ -293,8 +310,10 @@ class FrameSource:
             stream.codec_context.thread_count = cfg.decode.threads
         nominal = float(stream.average_rate) if stream.average_rate else 25.0
         untimed = cfg.is_network and getattr(container.format, "name", "") in _UNTIMED_FORMATS
-        # Offline analysis (a lossless file source) keeps every sampled frame exact: no skipping.
-        skip = SkipPolicy(cfg.decode.skip_frames and not self._lossless, self._period_s(), 1.0 / nominal)
+        # Offline analysis (a lossless file source) keeps every sampled frame exact: no skipping;
+        # NVDEC decodes every frame in hardware (FFmpeg's skip_frame does not reach it).
+        skip = SkipPolicy(cfg.decode.skip_frames and not self._lossless and not self._nvdec, self._period_s(),
+                          1.0 / nominal)
         conn = _Connection(stream, 1.0 / nominal, untimed, time.monotonic(), skip)
         self._set_skip_mode(conn, skip.mode)
         return conn

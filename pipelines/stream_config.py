@@ -251,14 +251,18 @@ class OutboundSpec(WireModel):
 
 
 class DecodeSpec(WireModel):
-    """How cameras are decoded on the CPU (see pipelines/decode.py)."""
+    """How cameras are decoded (see pipelines/decode.py and pipelines/nvdec.py). `backend`: "auto"
+    decodes on the GPU's NVDEC when the box has a CUDA GPU and PyNvVideoCodec (the `nvdec` extra),
+    else on the CPU; "nvdec" refuses a camera where it cannot run; "cpu" never uses the GPU."""
 
     max_side_px: int | None = Field(640, ge=32, le=8192)  # analysis image size: the detector's input (None: native)
     threads: int = Field(1, ge=0, le=64)  # FFmpeg threads per camera (0: FFmpeg's default, one per core)
     skip_frames: bool = True  # let the decoder drop frames the analysis rate does not need
+    backend: Literal["auto", "nvdec", "cpu"] = "auto"
 
     def options(self) -> DecodeOptions:
-        return DecodeOptions(max_side_px=self.max_side_px, threads=self.threads, skip_frames=self.skip_frames)
+        return DecodeOptions(max_side_px=self.max_side_px, threads=self.threads, skip_frames=self.skip_frames,
+                             backend=self.backend)
 
 
 class CapacitySpec(WireModel):

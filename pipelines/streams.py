@@ -226,7 +226,7 @@ class CameraWorker:
                 "camera_id": self.camera_id, "url": _redact(self.plan.source.url), "state": self._state(),
                 "fps": round(fps, 2), "analysis_fps": self.plan.source.analysis_fps,
                 "rate_scale": round(self.source.rate_scale, 3),
-                "frames_decoded": src.frames_decoded, "frames_analysed": c.frames_analysed,
+                "frames_decoded": src.frames_decoded, "decoder": src.decoder, "frames_analysed": c.frames_analysed,
                 "frames_skipped": src.frames_skipped, "frames_dropped": c.frames_dropped,
                 "reconnects": src.reconnects, "errors": c.errors, "events": c.events,
                 "last_ts_s": src.last_ts_s, "latency_ms": None if c.last_latency_ms is None else round(c.last_latency_ms, 1),

@@ -25,7 +25,10 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   # torch first and exactly: a looser pin pulls several GB of CUDA wheels.
   .venv/bin/python -m pip install -q "torch==2.13.0"
-  .venv/bin/python -m pip install -q -e ".[dev]"
+  extras=dev
+  # An NVIDIA GPU: cameras decode on its hardware decoder (NVDEC, pipelines/nvdec.py).
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then extras=dev,nvdec; fi
+  .venv/bin/python -m pip install -q -e ".[$extras]"
   touch "$stamp"
 fi
 echo "installed: $(.venv/bin/python -c 'import hub, sys; print(sys.version.split()[0])') in .venv"

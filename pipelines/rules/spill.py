@@ -19,6 +19,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from pipelines.decode import device_resize, host_rgb
 from pipelines.rules.base import DwellParams, DwellState, Event, update_dwell
 from pipelines.track import Tracked
 from pipelines.zones import VEHICLE_CLASSES, Zone
@@ -110,10 +111,14 @@ def update(rule: SpillRule, state: SpillState, tracked: Tracked, ts_s: float,
 
 
 def _small(image: np.ndarray, width: int) -> tuple[np.ndarray, float]:
-    """Blurred float32 HxWx3 at work size, and the scale from source pixels to it."""
+    """Blurred float32 HxWx3 at work size, and the scale from source pixels to it. A frame decoded
+    on the GPU (a CUDA tensor) is shrunk there first, so only the small work copy crosses to the host."""
     h, w = image.shape[:2]
     scale = width / float(w)
-    small = cv2.resize(image, (width, max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    size_hw = (max(1, round(h * scale)), width)
+    if not isinstance(image, np.ndarray):
+        image = host_rgb(device_resize(image, size_hw))
+    small = cv2.resize(image, size_hw[::-1], interpolation=cv2.INTER_AREA)
     if small.ndim == 2:
         small = np.repeat(small[..., None], 3, axis=2)
     return cv2.GaussianBlur(small, (5, 5), 0).astype(np.float32), scale

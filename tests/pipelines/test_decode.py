@@ -114,21 +114,52 @@ def iou(a, b) -> float:
     return float(inter / ((a[2:] - a[:2]).prod() + (b[2:] - b[:2]).prod() - inter))
 
 
-@pytest.mark.parametrize("camera", [synth_camera(2)], ids=["720p"])  # 1080p (scale 3) passes too; CI time
-def test_reduced_size_decoding_keeps_events_and_full_size_snapshots(camera, detector, shared_dir,
-                                                                    tmp_path_factory, tmp_path):
-    url, extra, native_hw = camera(tmp_path_factory, shared_dir)
-    period_s = 1.0 / extra["analysis_fps"]
-    full, full_snaps = run_camera(detector, url, extra, FULL, tmp_path / "full")
-    small, small_snaps = run_camera(detector, url, extra, SMALL, tmp_path / "small")
+@pytest.fixture(scope="module")
+def road_720p(detector, shared_dir, tmp_path_factory):
+    """The 720p synth camera and its run with the stream manager's default decoding (shared by the
+    comparisons below). 1080p (scale 3) passes too; CI time."""
+    url, extra, native_hw = synth_camera(2)(tmp_path_factory, shared_dir)
+    small, small_snaps = run_camera(detector, url, extra, SMALL, tmp_path_factory.mktemp("small"))
+    return url, extra, native_hw, small, small_snaps
 
-    assert full, "the video must give events for the comparison to mean something"
-    assert [(e.rule, e.zone_id) for e in small] == [(e.rule, e.zone_id) for e in full]
-    for a, b in zip(full, small, strict=True):
+
+def assert_same_events(reference, ref_snaps, other, other_snaps, period_s: float, native_hw) -> None:
+    assert reference, "the video must give events for the comparison to mean something"
+    assert [(e.rule, e.zone_id) for e in other] == [(e.rule, e.zone_id) for e in reference]
+    for a, b in zip(reference, other, strict=True):
         assert b.started_ts == pytest.approx(a.started_ts, abs=period_s + 1e-6), (a, b)
         assert b.fired_ts == pytest.approx(a.fired_ts, abs=period_s + 1e-6), (a, b)
         assert (a.ended_ts is None) == (b.ended_ts is None), (a, b)
         assert iou(np.array(a.bbox), np.array(b.bbox)) >= 0.8, (a.bbox, b.bbox)  # native pixels both
-    for a, b in zip(full_snaps, small_snaps, strict=True):
+    for a, b in zip(ref_snaps, other_snaps, strict=True):
         assert a.shape[:2] == b.shape[:2] == native_hw  # evidence stays full resolution
         assert np.abs(a.astype(int) - b.astype(int)).mean() < 3.0  # the same frame (boxes drawn differ)
+
+
+def test_reduced_size_decoding_keeps_events_and_full_size_snapshots(road_720p, detector, tmp_path):
+    url, extra, native_hw, small, small_snaps = road_720p
+    full, full_snaps = run_camera(detector, url, extra, FULL, tmp_path / "full")
+    assert_same_events(full, full_snaps, small, small_snaps, 1.0 / extra["analysis_fps"], native_hw)
+
+
+def _cpu_device_frames(container, stream, *, gpu_id: int = 0):
+    """Stand-in for NVDEC on a box without a GPU: FFmpeg's frames as `DeviceFrame`s (torch tensors
+    on the CPU device). Everything after the hardware call runs as on a CUDA box."""
+    import torch
+
+    from pipelines.nvdec import DeviceFrame
+
+    for f in container.decode(stream):
+        yield DeviceFrame(torch.from_numpy(f.to_ndarray(format="rgb24")), f.time, bool(f.key_frame))
+
+
+def test_frames_held_as_tensors_give_the_same_events_and_snapshots(road_720p, detector, tmp_path, monkeypatch):
+    """The NVDEC path after the decoder (pipelines/nvdec.py): analysis resize on the frame's device,
+    the detector's collator, tracker, both rules (spill's work copy), full-size snapshots."""
+    from pipelines import sources
+
+    url, extra, native_hw, small, small_snaps = road_720p
+    monkeypatch.setattr(sources, "resolve_backend", lambda backend: "nvdec")
+    monkeypatch.setattr(sources, "nvdec_frames", _cpu_device_frames)
+    dev, dev_snaps = run_camera(detector, url, extra, SMALL, tmp_path / "device")
+    assert_same_events(small, small_snaps, dev, dev_snaps, 1.0 / extra["analysis_fps"], native_hw)
