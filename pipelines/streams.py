@@ -322,6 +322,10 @@ class StreamRunner:
             workers = list(self._workers.values())
         return [w.stats() for w in workers]
 
+    def camera_count(self) -> int:
+        with self._lock:
+            return len(self._workers)
+
     def wait_done(self, camera_id: str, timeout_s: float) -> bool:
         """Wait until a finite source (a file read once) has been fully analysed."""
         worker = self.worker(camera_id)

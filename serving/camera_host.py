@@ -153,7 +153,7 @@ class CameraHost:
         return self.runner.capacity()
 
     def status(self) -> dict:
-        return {"cameras": len(self.runner.list()), "models": {r: f.info() for r, f in self._followers.items()},
+        return {"cameras": self.runner.camera_count(), "models": {r: f.info() for r, f in self._followers.items()},
                 "capacity": self.runner.capacity(),
                 "batchers": {ref: vars(b.stats()) for ref, b in self._batchers.items()}}
 

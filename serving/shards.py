@@ -116,7 +116,8 @@ class ShardPool:
         self.record = record
         self.open_events = open_events
         self.actor_options = {**(actor_options or {}), "runtime_env": {"env_vars": dict(env or {})}}
-        self.rehomed = 0
+        self.rehomed = 0  # cameras started again after their shard was lost (not those waiting at start-up)
+        self._homeless: set[str] = set()  # cameras of a lost shard not yet running elsewhere
         self.moves: deque[dict] = deque(maxlen=20)  # the last shard losses: when, how many cameras, how long
         self._shards: dict[int, _Shard] = {}
         self._owner: dict[str, int | None] = {}  # camera -> shard index (None: waiting for a shard)
@@ -193,6 +194,7 @@ class ShardPool:
             moved = [cid for cid, idx in self._owner.items() if idx == shard.index]
             for cid in moved:
                 self._owner[cid] = None
+            self._homeless.update(moved)
         log.error("streams: %s on node %s is lost; re-homing its %d cameras", shard.label,
                   shard.where.get("node"), len(moved))
         self._place_waiting()
@@ -228,7 +230,10 @@ class ShardPool:
             except Exception as exc:  # this camera stays waiting; the others go on
                 log.error("streams: camera %s could not be re-homed: %s", cid, exc)
                 continue
-            self.rehomed += 1
+            with self._lock:
+                if cid in self._homeless:
+                    self._homeless.discard(cid)
+                    self.rehomed += 1
 
     def _place(self, camera_id: str, *, replace: bool) -> dict:
         shard = self._least_loaded()
@@ -281,6 +286,7 @@ class ShardPool:
             if camera_id in self._owner and self._owner[camera_id] is None:  # waiting for a shard: nothing runs
                 self._owner.pop(camera_id)
                 self._specs.pop(camera_id, None)
+                self._homeless.discard(camera_id)
                 return _unplaced(camera_id, "removed")
         shard = self._owner_of(camera_id)
         stats = _result(shard.actor.call.remote("remove", camera_id))
