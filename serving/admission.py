@@ -32,6 +32,9 @@ from hub.errors import InferenceTimeout, InvalidInput, Overloaded
 TIMEOUT_HEADER = "x-timeout-s"
 STREAMING_PATHS = frozenset({"/v1/events/stream"})
 CAPABILITY_GRACE_S = 5.0  # the route's backstop fires after the capability's own 504
+MIN_COMPLETIONS = 4  # completions needed before the service time is estimated
+KEEP_COMPLETIONS = 16  # completions kept for the estimate however old (Admission.service_s)
+SAME_BATCH_S = 0.02  # completions this close together (busy time) came from one batch
 
 
 @dataclass(frozen=True)
@@ -77,14 +80,24 @@ class Admission:
         return self._busy_total_s + extra
 
     def service_s(self) -> float | None:
-        """Measured busy seconds per completed request over the window (None: not known yet)."""
+        """Measured busy seconds per completed request (None: not known yet).
+
+        Over the completions of the last `window_s` of busy time, but never fewer than the last
+        `KEEP_COMPLETIONS`: a capability whose batches take longer than the window (`read`: 3-4
+        requests every 7-9 s under load) would otherwise lose its estimate exactly when it is slow,
+        and be admitted up to its hard limit. Requests of one batch complete together, and the work
+        of the oldest of them was done before the span starts, so only completions after the
+        oldest batch count; counting all but one of them undercounted by a batch (a third low for
+        batches of 3), and admission let in a third more than the budget allows."""
         now = self._busy_now()
-        while self._done and now - self._done[0] > self.window_s:
+        while len(self._done) > KEEP_COMPLETIONS and now - self._done[0] > self.window_s:
             self._done.popleft()
-        if len(self._done) < 4:
+        if len(self._done) < MIN_COMPLETIONS:
             return None
-        span = now - self._done[0]
-        return span / (len(self._done) - 1) if span > 0 else None
+        oldest = self._done[0]
+        after_oldest = sum(1 for stamp in self._done if stamp - oldest > SAME_BATCH_S)
+        span = now - oldest
+        return span / after_oldest if after_oldest and span > 0 else None
 
     def expected_wait_s(self) -> float:
         per = self.service_s()

@@ -71,6 +71,64 @@ def test_idle_time_does_not_make_a_capability_look_slow():
     assert gate.service_s() == pytest.approx(0.1)
 
 
+def _batches(gate: Admission, clock: FakeClock, count: int, size: int, run_s: float) -> None:
+    """`count` batches one after another: `size` requests admitted together, answered together."""
+    for _ in range(count):
+        held = [gate.admit() for _ in range(size)]
+        for cm in held:
+            cm.__enter__()
+        clock.now_s += run_s
+        for cm in held:
+            cm.__exit__(None, None, None)
+
+
+@pytest.mark.parametrize(("size", "run_s", "window_s"), [
+    (1, 0.2, 10.0),  # one at a time: 0.2 s each
+    (3, 7.5, 10.0),  # read under load: batches of 3 every 7.5 s, longer than half the window
+    (4, 12.0, 10.0),  # a batch longer than the whole window
+    (8, 1.0, 10.0),
+    (32, 0.5, 10.0),  # reason: one batch is more completions than the estimate keeps
+])
+def test_the_service_time_of_batches_is_measured_without_a_batch_of_bias(size, run_s, window_s):
+    clock = FakeClock()
+    gate = Admission("read", latency_budget_s=20.0, max_in_flight=1000, min_in_flight=1, clock=clock,
+                     window_s=window_s)
+    _batches(gate, clock, 12, size, run_s)
+    assert gate.service_s() == pytest.approx(run_s / size)
+
+
+def test_a_capability_that_stalls_looks_slower_the_longer_it_stalls():
+    clock = FakeClock()
+    gate = Admission("read", latency_budget_s=20.0, max_in_flight=1000, min_in_flight=1, clock=clock, window_s=10)
+    _batches(gate, clock, 6, 4, 8.0)  # 2 s per request
+    estimates = []
+    with gate.admit():
+        for _ in range(3):
+            clock.now_s += 30.0  # no answer for 30, 60, 90 s while busy
+            estimates.append(gate.service_s())
+    assert None not in estimates and estimates == sorted(estimates) and estimates[0] > 2.0
+
+
+@pytest.mark.parametrize(("size", "run_s", "budget_s", "admitted"), [
+    (3, 7.5, 20.0, 8),  # 2.5 s per request: admitted while (in flight + 1) x 2.5 s <= 20 s
+    (4, 8.0, 20.0, 10),  # 2 s per request (the estimate before this fix: 1.5 s and 1.1 s, 13 and 17)
+])
+def test_a_slow_batched_capability_is_admitted_only_up_to_its_budget(size, run_s, budget_s, admitted):
+    clock = FakeClock()
+    gate = Admission("read", latency_budget_s=budget_s, max_in_flight=16, min_in_flight=1, clock=clock,
+                     window_s=10)
+    _batches(gate, clock, 10, size, run_s)
+    held = []
+    with pytest.raises(Overloaded, match="latency budget"):
+        for _ in range(16):
+            cm = gate.admit()
+            cm.__enter__()
+            held.append(cm)
+    assert len(held) == admitted
+    for cm in held:
+        cm.__exit__(None, None, None)
+
+
 def test_a_timeout_is_counted_and_frees_the_slot():
     gate = Admission("see", latency_budget_s=1.0, max_in_flight=1, min_in_flight=1, clock=FakeClock())
     with pytest.raises(InferenceTimeout), gate.admit():
