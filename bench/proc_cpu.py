@@ -156,12 +156,15 @@ def pids_of(roles: tuple[str, ...]) -> dict[str, int]:
 def start_profilers(out_dir: Path, roles: tuple[str, ...], duration_s: float, label: str) -> list[subprocess.Popen]:
     """`py-spy record` (a dev tool, not a hub dependency) on each role's process for the level,
     as collapsed stacks (one `frames count` line per stack) for `summarise_profile`."""
+    spy = Path(sys.executable).parent / "py-spy"
+    if not spy.is_file():
+        raise SystemExit(f"--py-spy needs py-spy beside {sys.executable}: pip install py-spy==0.4.3 (a dev tool)")
     out_dir.mkdir(parents=True, exist_ok=True)
     procs = []
     for role, pid in pids_of(roles).items():
         path = out_dir / f"{label}-{role.replace(' ', '_')}.txt"
         procs.append(subprocess.Popen(
-            [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid), "--rate", "50", "--duration", str(int(duration_s)),
+            [str(spy), "record", "--pid", str(pid), "--rate", "50", "--duration", str(int(duration_s)),
              "--format", "raw", "--nonblocking", "--output", str(path)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     return procs

@@ -43,6 +43,15 @@ OFFLINE_ENV = {
     "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "30",
     "TOKENIZERS_PARALLELISM": "false",
 }
+# Ray Serve's request path on a small CPU (issue 11, docs/benchmarks.md): by default every replica
+# runs the user's code on an event loop in a second thread and every handle its router on a third,
+# so each request crosses threads (and the GIL) several times in the proxy, the ingress and the
+# capability replica. Ray's own "throughput optimized" mode runs both on the replica's main loop;
+# the hub's replicas keep blocking work off their loops (asyncio.to_thread), which that requires.
+SERVE_ENV = {
+    "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+    "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
+}
 
 
 class HubSettings(BaseModel):
@@ -92,7 +101,7 @@ class HubSettings(BaseModel):
 
     def env_for_workers(self) -> dict[str, str]:
         """The variables a Ray worker needs so that it sees the same settings as the driver."""
-        env = dict(OFFLINE_ENV)
+        env = dict(OFFLINE_ENV) | SERVE_ENV
         env.update(
             HUB_HOME=str(self.home),
             HUB_TRACKING_URI=str(self.tracking_uri),

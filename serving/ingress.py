@@ -21,7 +21,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.middleware.base import BaseHTTPMiddleware
 
 from hub.contract import invalid_input
 from hub.errors import HubError, InvalidInput, NotFound
@@ -79,20 +78,37 @@ async def _any_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc)
 
 
-class AuthMiddleware(BaseHTTPMiddleware):
-    async def dispatch(self, request: Request, call_next):
-        keys: KeyRing | None = _STATE.get("keys")
-        if keys is not None and request.url.path not in OPEN_PATHS:
-            if _is_ui(request.url.path) and "authorization" not in request.headers:
-                from serving.ui import browser_gate  # the review pages: a login form and a session cookie
+class AuthMiddleware:
+    """API keys on every route but the open ones; the review pages also take a login session.
 
-                denied = browser_gate(request, keys)
-                return denied if denied is not None else await call_next(request)
-            try:
-                request.state.key_name = keys.check(request.headers.get("authorization"))
-            except HubError as exc:
-                return error_response(exc)
-        return await call_next(request)
+    Pure ASGI rather than Starlette's BaseHTTPMiddleware: that one runs each request's downstream
+    app in a task of its own and passes the response through memory streams, CPU that every
+    request (and every refusal) paid in the single ingress replica (issue 11)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        keys: KeyRing | None = _STATE.get("keys")
+        if scope["type"] != "http" or keys is None:
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)  # headers and cookies only: the body stays for the route
+        path = request.url.path
+        if path in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        if _is_ui(path) and "authorization" not in request.headers:
+            # the review pages: a login form and a session cookie
+            denied = ui.browser_gate(request, keys)
+            await (denied or self.app)(scope, receive, send)
+            return
+        try:
+            request.state.key_name = keys.check(request.headers.get("authorization"))
+        except HubError as exc:
+            await error_response(exc)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 def _has_key(request: Request) -> bool:

@@ -19,6 +19,16 @@ from serving.config import ServingConfig
 log = logging.getLogger(__name__)
 APP_NAME = "hub"
 Step = Callable[[str], None]  # receives one line per start-up step, e.g. the CLI's progress printer
+# Serve's access log is one line per request in the proxy, the ingress and the capability replica
+# each, written through a handler that flushes every line, on the cores that serve the request
+# (docs/benchmarks.md, issue 11). Requests are counted by route and status in /metrics
+# (serve_num_http_requests, hub_requests) instead; errors and the hub's own messages still log.
+SERVE_LOGGING = {"enable_access_log": False}
+# An upload crosses two Ray hops (proxy -> ingress -> capability replica). Ray sends values up to
+# max_direct_call_object_size inside the call itself and puts bigger ones into the shared-memory
+# object store (a put, a seal and a get through the raylet per hop); the default, 100 KiB, sends
+# every photo that way. 4 MiB keeps a camera photo in the call; larger uploads still use the store.
+RAY_SYSTEM_CONFIG = {"max_direct_call_object_size": 4 * 2**20}
 
 
 def check_models(config: ServingConfig, store: MlflowStore) -> None:
@@ -110,7 +120,7 @@ def start(config_path: Path, *, host: str | None = None, port: int | None = None
             Config.initialize("")
         ray.init(num_cpus=config.ray.num_cpus, include_dashboard=config.ray.dashboard, dashboard_host="127.0.0.1",
                  _node_ip_address="127.0.0.1", _metrics_export_port=config.ray.metrics_export_port,
-                 runtime_env=runtime_env, log_to_driver=False)
+                 runtime_env=runtime_env, log_to_driver=False, _system_config=RAY_SYSTEM_CONFIG)
     step(f"starting Serve on {config.http.host}:{config.http.port}")
     # serve.start applies the HTTP options; serve.run then finds that controller and logs
     # "Connecting to existing Serve app ... options will not be applied", which is about the
@@ -118,10 +128,11 @@ def start(config_path: Path, *, host: str | None = None, port: int | None = None
     logging.getLogger("ray.serve").addFilter(_drop_reconnect_note)
     # No proxy timeout: Ray's is end-to-end, so it would cut Server-Sent Events and answer 408 where
     # a 504 is documented. The ingress gives every route its deadline (serving/admission.py).
-    serve.start(http_options={"host": config.http.host, "port": config.http.port, "request_timeout_s": None})
+    serve.start(http_options={"host": config.http.host, "port": config.http.port, "request_timeout_s": None},
+                logging_config=SERVE_LOGGING)
     step(f"deploying {', '.join(config.capabilities)}" + (" and streams" if config.streams is not None else "")
          + ": each replica loads its model and answers a warm-up request")
-    serve.run(build_app(config), name=APP_NAME, route_prefix="/")
+    serve.run(build_app(config), name=APP_NAME, route_prefix="/", logging_config=SERVE_LOGGING)
     return config
 
 
