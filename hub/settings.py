@@ -183,7 +183,9 @@ def apply_runtime_env(settings: HubSettings | None = None) -> HubSettings:
     """Set the offline/quiet variables for this process (idempotent) and create the home."""
     settings = settings or get_settings()
     for key, value in settings.env_for_workers().items():
-        if not key.startswith("HUB_"):
+        # SERVE_ENV is for Ray's workers only: with the router on the caller's loop, a handle used
+        # from plain synchronous code (a test, a script after serve.run) cannot route at all.
+        if not key.startswith("HUB_") and key not in SERVE_ENV:
             os.environ.setdefault(key, value)
     settings.home.mkdir(parents=True, exist_ok=True)
     return settings

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,17 @@ def test_a_bad_value_is_refused(monkeypatch):
     monkeypatch.setenv("CI", "perhaps")
     with pytest.raises(ValueError, match="ci"):
         get_settings()
+
+
+@pytest.mark.parametrize("name", ["RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD", "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP"])
+def test_serve_loop_settings_reach_workers_but_not_this_process(monkeypatch, tmp_path, name):
+    """Replicas run handle routers on their own loop; this process may call a handle from plain
+    synchronous code (serve.run's handle in a test or script), which needs Ray's default."""
+    from hub.settings import apply_runtime_env
+
+    monkeypatch.setenv("HUB_HOME", str(tmp_path / "hub"))
+    monkeypatch.delenv(name, raising=False)
+    reset_settings()
+    settings = apply_runtime_env()
+    assert settings.env_for_workers()[name] == "0"
+    assert name not in os.environ
