@@ -91,10 +91,11 @@ def _batches(gate: Admission, clock: FakeClock, count: int, size: int, run_s: fl
 ])
 def test_the_service_time_of_batches_is_measured_without_a_batch_of_bias(size, run_s, window_s):
     clock = FakeClock()
-    gate = Admission("read", latency_budget_s=20.0, max_in_flight=1000, min_in_flight=1, clock=clock,
+    gate = Admission("read", latency_budget_s=1000.0, max_in_flight=1000, min_in_flight=1, clock=clock,
                      window_s=window_s)
     _batches(gate, clock, 12, size, run_s)
     assert gate.service_s() == pytest.approx(run_s / size)
+    assert gate.mean_batch() == pytest.approx(size)
 
 
 def test_a_capability_that_stalls_looks_slower_the_longer_it_stalls():
@@ -110,8 +111,11 @@ def test_a_capability_that_stalls_looks_slower_the_longer_it_stalls():
 
 
 @pytest.mark.parametrize(("size", "run_s", "budget_s", "admitted"), [
-    (3, 7.5, 20.0, 8),  # 2.5 s per request: admitted while (in flight + 1) x 2.5 s <= 20 s
-    (4, 8.0, 20.0, 10),  # 2 s per request (the estimate before this fix: 1.5 s and 1.1 s, 13 and 17)
+    # 2.5 s per request in batches of 3: admitted while (in flight + 3) x 2.5 s <= 20 s (a request
+    # waits for those ahead and for its whole batch); the estimate before: 1.5 s a request, 13 admitted
+    (3, 7.5, 20.0, 6),
+    (4, 8.0, 20.0, 7),  # 2 s per request, batches of 4 (before: 1.1 s, 17)
+    (1, 2.0, 20.0, 10),  # one at a time: (in flight + 1) x 2 s <= 20 s
 ])
 def test_a_slow_batched_capability_is_admitted_only_up_to_its_budget(size, run_s, budget_s, admitted):
     clock = FakeClock()
