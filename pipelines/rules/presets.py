@@ -23,7 +23,10 @@ road. A camera config names one with `preset:` and may still override single fie
   (pulling away at 10-20 km/h stays under the resume speed), and it fires only once the mean
   detection score of its boxes is 0.2 or more (RoadTrack's own floor) and, with a calibration, most
   of its boxes are as wide on the road as the narrowest vehicle of their class (a 1.4 m wide "truck"
-  is a roadside cabinet or a person); an id the stopped vehicle had before continues its stop.
+  is a roadside cabinet or a person); an id the stopped vehicle had before continues its stop; and
+  it is held while most of its recent boxes lie three quarters or more over the boxes of vehicles
+  already alarmed (two vehicles cannot stand in one place: a duplicate box straddling them; far
+  away, a car standing right in front of an alarmed lorry is held too until the lorry has gone).
 
 `urban-no-parking` — a no-parking / no-waiting street zone (minutes):
 - `min_dwell_s: 180` — longer than a full signal cycle (60-150 s in most cities), so a queue at a

@@ -15,8 +15,10 @@ ids costs nothing. Two vehicles side by side are two tracks, so two episodes.
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass, field, replace
+from itertools import pairwise
 
 import numpy as np
 
@@ -46,7 +48,11 @@ class StopParams:
     published method uses the same 0.2 floor); `min_wide_frac`: with a calibration, a stop fires only
     once this fraction of its boxes are as wide on the road plane as the narrowest vehicle of their
     class (`calibration.MIN_WIDTH_M`; a median, robust to a few boxes straddling two vehicles): a
-    box 1.4 m wide on the road is no truck, whatever the detector named it (0 turns it off)."""
+    box 1.4 m wide on the road is no truck, whatever the detector named it (0 turns it off);
+    `max_overlap_frac`: a stop fires only while most of its boxes lie less than this much (of their
+    own area) over the boxes of vehicles whose stops already fired, seen in the same frame: two
+    vehicles cannot stand in one place, so a box lying three quarters over alarmed vehicles adds no
+    new vehicle, it is a duplicate detection straddling them or a part of one (1 turns it off)."""
 
     classes: frozenset[str]
     limit_s: float
@@ -61,6 +67,7 @@ class StopParams:
     edge_margin_frac: float = 0.02
     min_mean_score: float = 0.2
     min_wide_frac: float = 0.5
+    max_overlap_frac: float = 0.75
     max_episodes: int = 256
 
     @property
@@ -87,6 +94,7 @@ class _Stop:
     boxes_seen: int = 0  # ...how many there were
     wide_boxes: int = 0  # boxes at least as wide on the road as the narrowest vehicle of their class...
     widths_seen: int = 0  # ...of those with a road width (none without a calibration)
+    covered: float = 0.0  # how much of the time lately its box lay mostly over vehicles already alarmed
     former_ids: list[int] = field(default_factory=list)  # its vehicle's earlier track ids (the last few)
     in_zone: bool = False
     moving_since_ts: float | None = None
@@ -241,20 +249,59 @@ def _add_width(stop: _Stop, frame: _Frame, i: int) -> None:
         stop.widths_seen += 1
 
 
+def _covered_frac(box: tuple[float, ...], others: list[tuple[float, ...]]) -> float:
+    """The fraction of `box`'s area that lies inside the union of `others` (exact: the boxes' edges
+    cut `box` into cells, each wholly inside or outside every box)."""
+    x1, y1, x2, y2 = box
+    area = (x2 - x1) * (y2 - y1)
+    cut = [(max(x1, a[0]), max(y1, a[1]), min(x2, a[2]), min(y2, a[3])) for a in others]
+    cut = [c for c in cut if c[2] > c[0] and c[3] > c[1]]
+    if area <= 0 or not cut:
+        return 0.0
+    xs = sorted({x1, x2, *(c[0] for c in cut), *(c[2] for c in cut)})
+    ys = sorted({y1, y2, *(c[1] for c in cut), *(c[3] for c in cut)})
+    covered = 0.0
+    for xa, xb in pairwise(xs):
+        for ya, yb in pairwise(ys):
+            cx, cy = (xa + xb) / 2, (ya + yb) / 2
+            if any(c[0] <= cx <= c[2] and c[1] <= cy <= c[3] for c in cut):
+                covered += (xb - xa) * (yb - ya)
+    return covered / area
+
+
+def _add_cover(params: StopParams, stop: _Stop, box: tuple[float, ...], alarmed: list[tuple[float, ...]],
+               ts_s: float) -> None:
+    """Average (over about the last `min_stopped_s`, weighted by time) of whether its box lay mostly
+    over the boxes of vehicles already alarmed. Recent boxes count, not all since the stop began: a
+    vehicle held while its box lay over an alarmed one fires a few seconds after that one has left,
+    not as long again."""
+    over = float(_covered_frac(box, alarmed) > params.max_overlap_frac)
+    if stop.boxes_seen == 0:
+        stop.covered = over
+        return
+    weight = 1.0 - math.exp(-max(ts_s - stop.last_seen_ts, 0.0) / max(params.min_stopped_s, 1e-3))
+    stop.covered += weight * (over - stop.covered)
+
+
 def _evidence(params: StopParams, stop: _Stop) -> bool:
-    """Its boxes, on the whole, are a vehicle: the detector is not doubtful of them (mean score) and,
-    on a calibrated camera, most are as wide on the road as a vehicle of their class."""
+    """Its boxes, on the whole, are a vehicle: the detector is not doubtful of them (mean score),
+    on a calibrated camera most are as wide on the road as a vehicle of their class, and most do not
+    lie over vehicles already alarmed."""
     sure = stop.score_sum >= params.min_mean_score * stop.boxes_seen
     wide = stop.widths_seen == 0 or stop.wide_boxes >= params.min_wide_frac * stop.widths_seen
-    return sure and wide
+    alone = stop.covered < 0.5
+    return sure and wide and alone
 
 
 def _advance(params: StopParams, zone: Zone, state: StopState, frame: _Frame, pairs: list[tuple[int, int]],
              ts_s: float, rule: str, new_event_id) -> list[Event]:
     """Refresh each matched stop; end it when its vehicle drove on; fire it when it lasted long enough."""
     events: list[Event] = []
+    alarmed = [i for i, key in pairs if state.stops[key].event_id]  # vehicles already alarmed, this frame
     for i, key in pairs:
         stop = state.stops[key]
+        if stop.event_id is None:
+            _add_cover(params, stop, frame.boxes[i], [frame.boxes[j] for j in alarmed if j != i], ts_s)
         if frame.ids[i] != stop.track_id:
             stop.former_ids = [*stop.former_ids, stop.track_id][-MAX_FORMER_IDS:]
         stop.track_id, stop.last_seen_ts, stop.bbox = frame.ids[i], ts_s, frame.boxes[i]

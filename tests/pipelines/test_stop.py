@@ -3,6 +3,8 @@ road camera (tests/pipelines/synth_road.py): the cases the pixel dwell rule got 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from hub.contract import validate_as
@@ -10,6 +12,7 @@ from hub.errors import InvalidInput
 from pipelines import rules
 from pipelines.rules import ParkingRule
 from pipelines.rules.presets import PARKING_PRESETS
+from pipelines.rules.stop import _covered_frac, update_stop
 from pipelines.stream_config import CameraSpec
 from pipelines.track import Tracked
 from pipelines.zones import Zone
@@ -267,3 +270,59 @@ ID_SWAP_CASES = [
 def test_an_id_the_stopped_vehicle_had_before_continues_its_stop(case, track_id, gaps, started):
     events, _, _ = run(highway(), [Path(0.0, 30.0, parked(1.75, 40.0), track_id, gaps=gaps)], 30.0)
     assert len([e for e in events if e.phase == "started"]) == started, [(e.phase, e.track_id) for e in events]
+
+
+def vehicles_run(rule: ParkingRule, vehicles, t_end: float, **stop_over) -> dict[int, float]:
+    """Standing vehicles given as (track id, class, image box, seen from, seen until): the fire time
+    of each track id's stop (`stop_over`: `StopParams` fields that are no preset fields)."""
+    params = replace(rule.stop_params, **stop_over)
+    state = rules.new_state(rule, "cam-road")
+    fired: dict[int, float] = {}
+    for k in range(int(round(t_end * sr.FPS))):
+        t = k / sr.FPS
+        seen = [v for v in vehicles if v[3] <= t < v[4]]
+        tracked = Tracked.build([v[2] for v in seen], [0.8] * len(seen), [v[1] for v in seen], [v[0] for v in seen],
+                                sr.W, sr.H)
+        events = update_stop(params, rule.zone, state, tracked, t, rule="illegal_parking")
+        fired |= {e.track_id: e.fired_ts for e in events if e.phase == "started"}
+    return fired
+
+
+LORRY_A = ["truck", box_on_road(0.0, 40.0, 2.5, 3.2)]  # [609, 300, 671, 380]
+LORRY_B = ["truck", box_on_road(2.0, 44.0, 2.5, 3.2)]  # [657, 298, 714, 371]: the next lane, 4 m further
+BUS_60 = ["bus", box_on_road(0.0, 60.0, 2.5, 4.0)]
+# (case, StopParams overrides, vehicles, t_end, fire times by track id): boxes over vehicles already alarmed
+OVERLAP_CASES = [
+    ("a duplicate box straddling two alarmed lorries (95 % over them) is no third stop", {},
+     [(1, *LORRY_A, 0.0, 12.0), (2, *LORRY_B, 0.0, 12.0), (3, "truck", [640, 300, 700, 378], 5.0, 12.0)], 12.0,
+     {1: 3.2, 2: 3.2}),
+    ("the same with the hold turned off (max_overlap_frac 1): a third stop", {"max_overlap_frac": 1.0},
+     [(1, *LORRY_A, 0.0, 12.0), (2, *LORRY_B, 0.0, 12.0), (3, "truck", [640, 300, 700, 378], 5.0, 12.0)], 12.0,
+     {1: 3.2, 2: 3.2, 3: 8.2}),
+    ("a car beside the lorries, 40 % of its box over one, is a third stop", {},
+     [(1, *LORRY_A, 0.0, 12.0), (2, *LORRY_B, 0.0, 12.0), (3, "car", [690, 300, 750, 360], 5.0, 12.0)], 12.0,
+     {1: 3.2, 2: 3.2, 3: 8.2}),
+    ("two overlapping boxes stopping together both fire: only an alarmed vehicle holds another", {},
+     [(1, *LORRY_A, 0.0, 8.0), (2, "truck", [615, 300, 677, 380], 0.0, 8.0)], 8.0, {1: 3.2, 2: 3.2}),
+    ("a car 1 m in front of an alarmed bus 60 m out, its box 78 % over the bus's, is held; once the bus is gone "
+     "it fires in about min_stopped_s x ln 2, not as long again as it was held", {},
+     [(1, *BUS_60, 0.0, 8.0), (2, "car", box_on_road(0.0, 55.0, 1.8, 1.5), 4.0, 16.0)], 16.0,
+     {1: 3.6, 2: 10.1}),
+]
+
+
+@pytest.mark.parametrize("case,over,vehicles,t_end,fired", OVERLAP_CASES, ids=[c[0] for c in OVERLAP_CASES])
+def test_a_box_lying_over_vehicles_already_alarmed_does_not_fire(case, over, vehicles, t_end, fired):
+    got = vehicles_run(highway(), vehicles, t_end, **over)
+    assert got == {k: pytest.approx(v, abs=0.25) for k, v in fired.items()}, got
+
+
+@pytest.mark.parametrize("box,others,frac", [
+    ([0, 0, 10, 10], [], 0.0),
+    ([0, 0, 10, 10], [[5, 0, 20, 10]], 0.5),
+    ([0, 0, 10, 10], [[5, 0, 20, 10], [-5, 0, 5, 10]], 1.0),  # two halves: the union, not one box
+    ([0, 0, 10, 10], [[0, 0, 6, 10], [4, 0, 10, 5]], 0.8),  # overlapping others are not counted twice
+    ([0, 0, 10, 10], [[20, 20, 30, 30]], 0.0),
+])
+def test_covered_fraction_is_of_the_union(box, others, frac):
+    assert _covered_frac(tuple(box), [tuple(o) for o in others]) == pytest.approx(frac)
