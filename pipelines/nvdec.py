@@ -99,9 +99,6 @@ class PtsQueue:
         _, _, pts, key = heapq.heappop(self._heap)
         return pts, key
 
-    def __len__(self) -> int:
-        return len(self._heap)
-
 
 def annexb_packets(container: Any, stream: Any) -> Iterator[Any]:
     """`stream`'s packets as NVDEC's parser reads them (Annex-B for H.264/HEVC), in decode order."""

@@ -167,7 +167,6 @@ class FrameSource:
         self._lossless = not config.is_network and realtime is False
         self._realtime = not config.is_network and realtime is not False
         self._nvdec = resolve_backend(config.decode.backend) == "nvdec"  # InvalidInput: nvdec without a GPU
-        self._stats.decoder = "nvdec" if self._nvdec else "cpu"
 
     # -- consumer side -------------------------------------------------------------------------
     @property
@@ -176,7 +175,7 @@ class FrameSource:
 
     def stats(self) -> SourceStats:
         with self._cond:
-            return SourceStats(**vars(self._stats))
+            return SourceStats(**vars(self._stats) | {"decoder": "nvdec" if self._nvdec else "cpu"})
 
     def get(self, timeout_s: float = 1.0) -> Frame | None:
         """The latest frame not yet taken, waiting up to `timeout_s`; None if none came."""
@@ -279,8 +278,6 @@ class FrameSource:
         if self._nvdec and self.config.decode.backend == "auto" and self._stats.frames_decoded == 0:
             log.warning("camera %s: NVDEC failed (%s); decoding on the CPU", self.camera_id, reason)
             self._nvdec = False
-            with self._cond:
-                self._stats.decoder = "cpu"
 
     def _read(self, container) -> bool:
         """Decode one connection until it ends; True if it yielded at least one frame."""

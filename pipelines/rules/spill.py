@@ -116,9 +116,10 @@ def _small(image: np.ndarray, width: int) -> tuple[np.ndarray, float]:
     h, w = image.shape[:2]
     scale = width / float(w)
     size_hw = (max(1, round(h * scale)), width)
-    if not isinstance(image, np.ndarray):
-        image = host_rgb(device_resize(image, size_hw))
-    small = cv2.resize(image, size_hw[::-1], interpolation=cv2.INTER_AREA)
+    if isinstance(image, np.ndarray):
+        small = cv2.resize(image, size_hw[::-1], interpolation=cv2.INTER_AREA)
+    else:
+        small = host_rgb(device_resize(image, size_hw))
     if small.ndim == 2:
         small = np.repeat(small[..., None], 3, axis=2)
     return cv2.GaussianBlur(small, (5, 5), 0).astype(np.float32), scale
