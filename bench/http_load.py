@@ -14,12 +14,18 @@ of every level against concurrency 1 measured in the same run.
     flock /tmp/hub-heavy.lock python bench/http_load.py see --serve --levels 1,32
     # overload burst, then the time until a single request is answered at its normal latency again
     python bench/http_load.py see --serve --levels 1,400 --recovery
+    # the clients split over 2 processes (at 400 connections one asyncio process is the bottleneck)
+    python bench/http_load.py see --serve --levels 1,400 --recovery --procs 2
+
+503 answers are also timed on the server (bench/refusal_hist.py): in the ingress (`hub_refusal_ms`)
+and in Ray's proxy (`serve_http_request_latency_ms{status_code="503"}`), printed below the table.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import json
 import multiprocessing
 import os
@@ -36,6 +42,7 @@ from pathlib import Path
 import aiohttp
 import httpx
 import proc_cpu  # bench/proc_cpu.py, beside this script
+import refusal_hist  # bench/refusal_hist.py
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -82,6 +89,15 @@ class LevelResult:
     drain_s: float | None = None
     stage_ms: dict = field(default_factory=dict)
     cpu_s: dict = field(default_factory=dict)  # process role -> CPU seconds over the level (--cpu)
+    server_503: dict = field(default_factory=dict)  # "ingress"/"proxy" -> 503 latency as the server saw it
+
+    def merge(self, other: LevelResult) -> None:
+        """Add the answers of another process's share of the same level."""
+        self.ok_latencies_s += other.ok_latencies_s
+        self.refused_latencies_s += other.refused_latencies_s
+        self.statuses.update(other.statuses)
+        self.retry_after.update(other.retry_after)
+        self.duration_s = max(self.duration_s, other.duration_s)
 
     @property
     def ok_per_s(self) -> float:
@@ -124,8 +140,11 @@ async def one(client: aiohttp.ClientSession, path: str, body: Payload, result: L
 
 
 async def run_level(url: str, capability: str, body: Payload, concurrency: int, duration_s: float,
-                    headers: dict, client_timeout_s: float, honour_retry_after: bool = False) -> LevelResult:
+                    headers: dict, client_timeout_s: float, honour_retry_after: bool = False,
+                    start_at: float | None = None) -> LevelResult:
     result = LevelResult(concurrency, duration_s)
+    if start_at is not None:  # time.time() at which every process of a split level begins
+        await asyncio.sleep(max(0.0, start_at - time.time()))
     deadline = time.perf_counter() + duration_s
 
     async with session(url, headers, concurrency + 8, client_timeout_s) as client:
@@ -143,6 +162,52 @@ async def run_level(url: str, capability: str, body: Payload, concurrency: int, 
         # requests still in flight at the deadline count: the level lasted until the last answer
         result.duration_s = time.perf_counter() - started
     return result
+
+
+def _level_in_process(*args) -> LevelResult:
+    """One process's share of a split level (--procs), in a process of its own."""
+    return asyncio.run(run_level(*args))
+
+
+async def run_split_level(pool, procs: int, url: str, capability: str, body: Payload, concurrency: int,
+                          duration_s: float, headers: dict, client_timeout_s: float,
+                          honour_retry_after: bool) -> LevelResult:
+    """`concurrency` clients spread over `procs` processes (each its own event loop and connection
+    pool), all starting at the same moment; their answers merged into one result."""
+    if procs <= 1 or concurrency < procs:
+        return await run_level(url, capability, body, concurrency, duration_s, headers, client_timeout_s,
+                               honour_retry_after)
+    loop = asyncio.get_running_loop()
+    start_at = time.time() + 1.0
+    shares = [concurrency // procs + (1 if i < concurrency % procs else 0) for i in range(procs)]
+    parts = await asyncio.gather(*(loop.run_in_executor(
+        pool, _level_in_process, url, capability, body, share, duration_s, headers, client_timeout_s,
+        honour_retry_after, start_at) for share in shares))
+    result = LevelResult(concurrency, 0.0)
+    for part in parts:
+        result.merge(part)
+    return result
+
+
+def metrics_text(url: str, headers: dict) -> str:
+    try:
+        return httpx.get(f"{url}/metrics", headers=headers, timeout=30).text
+    except httpx.HTTPError:
+        return ""
+
+
+async def settled_refusals(url: str, headers: dict, capability: str, limit_s: float = 15.0) -> dict:
+    """The 503 histograms once Ray has exported the level's last ones (the replicas push their
+    metrics every few seconds): read until two reads 2 s apart agree."""
+    previous = None
+    waited_s = 0.0
+    while True:
+        now = refusal_hist.refusal_buckets(await asyncio.to_thread(metrics_text, url, headers), capability)
+        if now == previous or waited_s >= limit_s:
+            return now
+        previous = now
+        await asyncio.sleep(2.0)
+        waited_s += 2.0
 
 
 async def recovery_s(url: str, capability: str, body: Payload, headers: dict, normal_s: float,
@@ -251,6 +316,17 @@ def print_table(capability: str, results: list[LevelResult], label: str) -> None
         for r in results:
             print(f"| {r.concurrency} | " + " | ".join(f"{r.stage_ms[s]:.0f}" if s in r.stage_ms else "-"
                                                     for s in STAGES) + " |")
+    if any(r.server_503 for r in results):
+        print(f"\n503 answers as the server timed them ({capability}; count: p50, p99, bucket upper bounds; "
+              "ingress = arrival at the ingress replica to answer sent, proxy = Ray's HTTP proxy, "
+              "arrival to answer, every 503 whoever refused it)\n")
+        print("| concurrency | client 503 p50 / p99 | ingress | proxy |")
+        print("|---|---|---|---|")
+        for r in results:
+            if r.server_503:
+                print(f"| {r.concurrency} | {fmt_s(pct(r.refused_latencies_s, 0.5))} / "
+                      f"{fmt_s(pct(r.refused_latencies_s, 0.99))} | {r.server_503['ingress']} | "
+                      f"{r.server_503['proxy']} |")
     proc_cpu.print_split({f"c={r.concurrency}": (r.cpu_s, len(r.ok_latencies_s)) for r in results if r.cpu_s})
     base = next((r for r in results if r.concurrency == 1), None)
     if base and base.ok_per_s > 0:
@@ -271,6 +347,14 @@ def print_profile(path: Path) -> None:
 
 
 async def measure(args, capability: str, url: str, headers: dict) -> list[LevelResult]:
+    if args.procs > 1:
+        context = multiprocessing.get_context("spawn")  # not fork: this process runs an event loop
+        with concurrent.futures.ProcessPoolExecutor(args.procs, mp_context=context) as pool:
+            return await _measure(args, capability, url, headers, pool)
+    return await _measure(args, capability, url, headers, None)
+
+
+async def _measure(args, capability: str, url: str, headers: dict, pool) -> list[LevelResult]:
     body = payload_for(capability, args.input)
     results = []
     normal_s = None
@@ -283,11 +367,12 @@ async def measure(args, capability: str, url: str, headers: dict) -> list[LevelR
     for level in args.levels:
         before = batch_totals(url, headers, capability)
         stages_before = stage_totals(url, headers, capability)
+        refusals_before = refusal_hist.refusal_buckets(metrics_text(url, headers), capability)
         cpu_before = proc_cpu.snapshot() if args.cpu else None
         profilers = proc_cpu.start_profilers(args.py_spy, PROFILED, args.duration_s, f"{capability}-c{level}") \
             if args.py_spy and level in args.py_spy_levels else []
-        result = await run_level(url, capability, body, level, args.duration_s, headers, args.client_timeout_s,
-                                 args.honour_retry_after)
+        result = await run_split_level(pool, args.procs, url, capability, body, level, args.duration_s, headers,
+                                       args.client_timeout_s, args.honour_retry_after)
         if cpu_before is not None:
             result.cpu_s = proc_cpu.cpu_by_role(cpu_before, proc_cpu.snapshot())
         for profiler in profilers:
@@ -297,6 +382,10 @@ async def measure(args, capability: str, url: str, headers: dict) -> list[LevelR
             result.drain_s = await recovery_s(url, capability, body, headers, normal_s)
         else:
             await asyncio.sleep(1.0)  # metrics are exported about once a second
+        if result.statuses.get("503"):
+            refusals_after = await settled_refusals(url, headers, capability)
+            result.server_503 = {side: refusal_hist.describe(refusals_before[side], refusals_after[side])
+                                 for side in ("ingress", "proxy")}
         after = batch_totals(url, headers, capability)
         result.stage_ms = stage_means(stages_before, stage_totals(url, headers, capability))
         if before and after and after[1] > before[1]:
@@ -460,6 +549,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--recovery", action="store_true", help="after levels > 1, time until latency is normal")
     parser.add_argument("--honour-retry-after", action="store_true",
                         help="a refused client waits Retry-After before its next request (default: 50 ms)")
+    parser.add_argument("--procs", type=int, default=1,
+                        help="split each level's clients over this many processes (a level of 400 on one event "
+                             "loop measures the client)")
     parser.add_argument("--serve", action="store_true", help="start `hub serve` for the run, stop it afterwards")
     parser.add_argument("--repo", type=Path, default=REPO, help="checkout whose `hub serve` to start")
     parser.add_argument("--config", type=Path, default=None, help="serving YAML (default: <repo>/configs/serving.yaml)")

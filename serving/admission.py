@@ -35,6 +35,7 @@ CAPABILITY_GRACE_S = 5.0  # the route's backstop fires after the capability's ow
 MIN_COMPLETIONS = 4  # completions needed before the service time is estimated
 KEEP_COMPLETIONS = 16  # completions kept for the estimate however old (Admission.service_s)
 SAME_BATCH_S = 0.02  # completions this close together (busy time) came from one batch
+RECENT_BATCHES = 2  # the capability is planned at least as slow as the slowest of its last batches
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,46 @@ class Admission:
         return self._busy_total_s + extra
 
     def service_s(self) -> float | None:
-        """Measured busy seconds per completed request (None: not known yet).
+        """Busy seconds per request that admission plans with (None: not known yet): the mean over
+        the kept completions (`mean_service_s`), or what the last `RECENT_BATCHES` batches and the
+        batch now running show, whichever is slower.
+
+        The mean alone lags a slowdown by all the completions it keeps: when `read` went from 8 to
+        32 clients, the refusals took CPU from it and its batches took twice as long, but 16
+        completions are 35 s of `read`, so admission went on letting in the old rate's worth of
+        requests, which then took 27-34 s against a 20 s budget. The last batches show a slowdown
+        as soon as one batch is slow, and a batch still running past its time shows it before that
+        batch ends (the request ahead of a new one waits for it whatever its size)."""
+        mean = self.mean_service_s()
+        if mean is None:
+            return None
+        return max(mean, self._recent_service_s())
+
+    def _recent_service_s(self) -> float:
+        """Per-request time of the slowest of the last batches (busy time from the completion before
+        each batch to its own, over its size), and of the batch running now, as long as it has run so far
+        over the mean batch size (it will take at least that)."""
+        groups = self._batch_ends()
+        recent = groups[-RECENT_BATCHES - 1:]
+        slowest = max(((end - start) / n for (start, _), (end, n) in zip(recent, recent[1:], strict=False)),
+                      default=0.0)
+        if self.in_flight and groups:  # the batch now running has taken this long so far
+            slowest = max(slowest, (self._busy_now() - groups[-1][0]) / self.mean_batch())
+        return slowest
+
+    def _batch_ends(self) -> list[tuple[float, int]]:
+        """(busy-time stamp, requests) of each batch among the kept completions, oldest first."""
+        groups: list[list] = []
+        for stamp in self._done:
+            if groups and stamp - groups[-1][0] <= SAME_BATCH_S:
+                groups[-1][0] = stamp
+                groups[-1][1] += 1
+            else:
+                groups.append([stamp, 1])
+        return [(stamp, n) for stamp, n in groups]
+
+    def mean_service_s(self) -> float | None:
+        """Measured busy seconds per completed request over the kept completions (None: not known yet).
 
         Over the completions of the last `window_s` of busy time, but never fewer than the last
         `KEEP_COMPLETIONS`: a capability whose batches take longer than the window (`read`: 3-4
@@ -102,13 +142,7 @@ class Admission:
     def mean_batch(self) -> float:
         """Requests per batch, as the completions show it (those that arrive together came from one
         batch; the oldest batch may be cut by the window, so it does not count); 1 until known."""
-        sizes: list[int] = []
-        previous = None
-        for stamp in self._done:
-            if previous is None or stamp - previous > SAME_BATCH_S:
-                sizes.append(0)
-            sizes[-1] += 1
-            previous = stamp
+        sizes = [n for _, n in self._batch_ends()]
         return sum(sizes[1:]) / (len(sizes) - 1) if len(sizes) > 1 else 1.0
 
     def expected_wait_s(self) -> float:
@@ -183,11 +217,15 @@ class RouteDeadline:
     """Pure ASGI middleware: every route ends by its deadline (504), except the streaming ones.
 
     `deadline_s(path) -> float | None` names the deadline of a path (None: no deadline).
+    `on_refused(path, ms)`, if given, hears how long each 503 took from the request's arrival here
+    to the last byte of its answer handed back to Ray's proxy (the ingress's share of a refusal).
     """
 
-    def __init__(self, app, deadline_s: Callable[[str], float | None]) -> None:
+    def __init__(self, app, deadline_s: Callable[[str], float | None],
+                 on_refused: Callable[[str, float], None] | None = None) -> None:
         self.app = app
         self.deadline_s = deadline_s
+        self.on_refused = on_refused
 
     async def __call__(self, scope, receive, send) -> None:
         limit_s = self.deadline_s(scope.get("path", "")) if scope["type"] == "http" else None
@@ -195,11 +233,17 @@ class RouteDeadline:
             await self.app(scope, receive, send)
             return
         started = False
+        status = 0
+        arrived_s = time.perf_counter()
 
         async def tracked_send(message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
+            nonlocal started, status
+            if message["type"] == "http.response.start":
+                started, status = True, message["status"]
             await send(message)
+            if status == 503 and self.on_refused is not None and not message.get("more_body", False) \
+                    and message["type"] == "http.response.body":
+                self.on_refused(scope.get("path", ""), (time.perf_counter() - arrived_s) * 1000.0)
 
         try:
             async with asyncio.timeout(limit_s):
@@ -297,6 +341,12 @@ class AdmissionBoard:
     def stage(self, capability: str, stage: str, ms: float) -> None:
         if self.metrics is not None:
             self.metrics.stage(capability, stage, ms)
+
+    def refusal(self, path: str, ms: float) -> None:
+        """A 503 answered on `path` after `ms` in the ingress (RouteDeadline's on_refused)."""
+        parts = path.strip("/").split("/")
+        if self.metrics is not None and len(parts) >= 2 and parts[0] == "v1" and parts[1] in self.gates:
+            self.metrics.refusal(parts[1], ms)
 
     def stats(self) -> dict[str, dict]:
         return {name: gate.stats().to_dict() for name, gate in sorted(self.gates.items())}

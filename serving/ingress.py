@@ -129,9 +129,16 @@ def _is_ui(path: str) -> bool:
 
 app.add_middleware(AuthMiddleware)
 # outermost: the deadline covers authentication and body reading too (Starlette: last added = outer)
-app.add_middleware(RouteDeadline, deadline_s=lambda path: _deadline(path))
+app.add_middleware(RouteDeadline, deadline_s=lambda path: _deadline(path),
+                   on_refused=lambda path, ms: _refused(path, ms))
 # outermost of all: Host check, CSRF defence and the body cap of every route (serving/guard.py)
 app.add_middleware(RequestGuard, settings=lambda: _guard_settings())
+
+
+def _refused(path: str, ms: float) -> None:
+    board: AdmissionBoard | None = _STATE.get("admission")
+    if board is not None:
+        board.refusal(path, ms)
 
 
 def _guard_settings() -> GuardSettings:

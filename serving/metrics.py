@@ -9,6 +9,8 @@
 - `hub_queue_length{capability}` — requests waiting for a batch in the replica
 - `hub_admission{capability,outcome}` — admitted / refused / timed_out at the ingress
 - `hub_in_flight{capability}` — requests the ingress has in flight to the capability
+- `hub_refusal_ms{capability}` — a 503's time in the ingress, from the request's arrival to the
+  last byte of the answer (Ray's proxy adds its own: `serve_http_request_latency_ms{status_code="503"}`)
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from ray.serve import metrics
 _LATENCY_MS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000]
 # Ray exports a histogram's sum as bucket midpoints x counts (its OpenTelemetry recorder), so
 # boundaries at half-integers make sizes 1 and 2 exact; hub_batch_items / hub_batches are exact.
+_REFUSAL_MS = [0.25, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000]
 _BATCH = [0.5, 1.5, 2.5, 4.5, 8.5, 16.5, 32.5, 64.5, 128.5, 256.5]
 
 
@@ -87,6 +90,12 @@ class IngressMetrics:
         self.in_flight = metrics.Gauge(
             "hub_in_flight", description="Requests in flight from the ingress to a capability", tag_keys=("capability",))
         self.stage_ms = _stage_histogram()
+        self.refusal_ms = metrics.Histogram(
+            "hub_refusal_ms", description="Time of a 503 in the ingress, arrival to answer sent (ms)",
+            boundaries=_REFUSAL_MS, tag_keys=("capability",))
+
+    def refusal(self, capability: str, ms: float) -> None:
+        self.refusal_ms.observe(ms, tags={"capability": capability})
 
     def outcome(self, capability: str, outcome: str | None, in_flight: int) -> None:
         """Count an admission outcome (None: only the in-flight count changed)."""

@@ -72,9 +72,10 @@ def test_idle_time_does_not_make_a_capability_look_slow():
 
 
 def _batches(gate: Admission, clock: FakeClock, count: int, size: int, run_s: float) -> None:
-    """`count` batches one after another: `size` requests admitted together, answered together."""
+    """`count` batches one after another: `size` requests admitted together, answered together
+    (tracked without the budget check: this is the history the estimate learns from)."""
     for _ in range(count):
-        held = [gate.admit() for _ in range(size)]
+        held = [gate.track() for _ in range(size)]
         for cm in held:
             cm.__enter__()
         clock.now_s += run_s
@@ -131,6 +132,60 @@ def test_a_slow_batched_capability_is_admitted_only_up_to_its_budget(size, run_s
     assert len(held) == admitted
     for cm in held:
         cm.__exit__(None, None, None)
+
+
+def _admitted_until_refused(gate: Admission, limit: int = 16) -> int:
+    held = []
+    with pytest.raises(Overloaded, match="latency budget"):
+        for _ in range(limit):
+            cm = gate.admit()
+            cm.__enter__()
+            held.append(cm)
+    for cm in held:
+        cm.__exit__(None, None, None)
+    return len(held)
+
+
+@pytest.mark.parametrize(("fast_s", "slow", "admitted"), [
+    # read at 8 clients (batches of 3 in 7.5 s), then the refusals of 32 clients take its CPU: the
+    # next batch takes 15 s, 5 s a request, so (in flight + 3) x 5 s <= 20 s admits 2. The mean of
+    # the 16 kept completions (~3 s a request) admitted 4, whose answers would take 35 s.
+    (7.5, [15.0], 2),
+    (7.5, [15.0, 7.5], 2),  # one slow batch of the last two is enough to plan with
+    (7.5, [11.25], 3),  # 3.75 s a request: (n + 3) x 3.75 <= 20
+    (7.5, [], 6),  # no slowdown: (n + 3) x 2.5 <= 20, as before
+])
+def test_a_slowdown_is_planned_for_from_the_first_slow_batch(fast_s, slow, admitted):
+    clock = FakeClock()
+    gate = Admission("read", latency_budget_s=20.0, max_in_flight=16, min_in_flight=1, clock=clock, window_s=10)
+    _batches(gate, clock, 8, 3, fast_s)
+    for run_s in slow:
+        _batches(gate, clock, 1, 3, run_s)
+    assert _admitted_until_refused(gate) == admitted
+
+
+@pytest.mark.parametrize(("running_s", "admitted_after"), [
+    (0.0, 3),  # a batch of 3 just started: (3 running + n + 3) x 2.5 s <= 20 s admits 3 more
+    # the mean over the kept completions counts the time since the last answer too, but spread
+    # over 15 of them: 3.0 s a request at 7.5 s (admits 1), 3.3 s at 12 s (admitted 1 before);
+    # the running batch itself has taken 12 / 3 = 4 s a request, and (3 + 3) x 4 > 20
+    (7.5, 1),
+    (12.0, 0),
+    (15.0, 0),
+])
+def test_a_batch_running_past_its_time_slows_the_estimate_before_it_ends(running_s, admitted_after):
+    clock = FakeClock()
+    gate = Admission("read", latency_budget_s=20.0, max_in_flight=16, min_in_flight=1, clock=clock, window_s=10)
+    _batches(gate, clock, 8, 3, 7.5)
+    running = [gate.admit() for _ in range(3)]
+    for cm in running:
+        cm.__enter__()
+    clock.now_s += running_s
+    try:
+        assert _admitted_until_refused(gate) == admitted_after
+    finally:
+        for cm in running:
+            cm.__exit__(None, None, None)
 
 
 def test_a_timeout_is_counted_and_frees_the_slot():
@@ -194,6 +249,26 @@ def test_route_deadline_middleware_answers_504_but_leaves_streams_alone(path, st
     assert sent[0]["status"] == status
     if status == 504:
         assert json.loads(sent[1]["body"])["error"]["code"] == "inference_timeout"
+
+
+@pytest.mark.parametrize(("status", "chunks", "heard"), [
+    (503, 1, 1),  # a refusal: timed once, when its answer is sent
+    (503, 3, 1),  # a body in parts: timed at the last part, once
+    (200, 1, 0),
+    (504, 1, 0),
+])
+def test_route_deadline_middleware_times_refusals_only(status, chunks, heard):
+    async def answer(scope, receive, send):
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        for i in range(chunks):
+            await send({"type": "http.response.body", "body": b"x", "more_body": i < chunks - 1})
+
+    refusals: list[tuple[str, float]] = []
+    app = RouteDeadline(answer, lambda p: 10.0, on_refused=lambda path, ms: refusals.append((path, ms)))
+    sent = _run_asgi(app, "/v1/see")
+    assert sent[0]["status"] == status and len(sent) == chunks + 1
+    assert [path for path, _ in refusals] == ["/v1/see"] * heard
+    assert all(ms >= 0 for _, ms in refusals)
 
 
 def _nested(depth: int) -> bytes:

@@ -38,6 +38,13 @@ def _until(predicate, limit_s: float = 60.0, what: str = "condition") -> None:
         time.sleep(0.2)
 
 
+def _refusals_timed(client, capability: str) -> float:
+    """503s the ingress has timed in `hub_refusal_ms` (its histogram's count) so far."""
+    text = client.get("/metrics").text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("ray_hub_refusal_ms_count{") and f'capability="{capability}"' in line)
+
+
 async def _burst(hub, body: bytes, count: int) -> list[httpx.Response]:
     headers = {"Authorization": f"Bearer {hub.key}", "content-type": "image/jpeg"}
     limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
@@ -49,6 +56,7 @@ def test_overload_is_refused_with_retry_after_and_the_hub_recovers(hub_server, s
     body = _bus(shared_dir)
     with hub_server.client() as c:
         limit = c.get("/v1/models").json()["admission"]["see"]
+        timed = _refusals_timed(c, "see")
     replies = asyncio.run(_burst(hub_server, body, 3 * 64))  # three times the capability's slots
     statuses = sorted({r.status_code for r in replies})
     assert statuses == [200, 503], statuses
@@ -64,6 +72,8 @@ def test_overload_is_refused_with_retry_after_and_the_hub_recovers(hub_server, s
         _until(lambda: _admission(c, "see")["in_flight"] == 0, what="the burst draining")
         after = _admission(c, "see")
         assert after["refused"] - limit["refused"] == len(by_hub)
+        # every refusal of the ingress is timed, arrival to answer sent (Ray exports it within seconds)
+        _until(lambda: _refusals_timed(c, "see") - timed == len(by_hub), what="every refusal in hub_refusal_ms")
         reply = c.post("/v1/see", content=body, headers={"content-type": "image/jpeg"})
         assert reply.status_code == 200, reply.text
         assert reply.json()["model"]["name"]
