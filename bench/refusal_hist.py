@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import re
 
-_BUCKET = re.compile(r'^(ray_hub_refusal_ms_bucket|ray_serve_http_request_latency_ms_bucket)\{([^}]*)\}\s+([0-9.eE+-]+)',
-                     re.M)
+# label values may hold braces (Serve's route="/v1/{capability}"), so a label set is read value by value
+_BUCKET = re.compile(r'^(ray_hub_refusal_ms_bucket|ray_serve_http_request_latency_ms_bucket)'
+                     r'\{((?:[^"}]|"(?:[^"\\]|\\.)*")*)\}\s+([0-9.eE+-]+)', re.M)
 _LE = re.compile(r'le="([^"]+)"')
 
 

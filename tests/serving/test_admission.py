@@ -35,7 +35,8 @@ def _served(gate: Admission, clock: FakeClock, count: int, service_s: float) -> 
 ])
 def test_admission_refuses_when_the_expected_wait_exceeds_the_budget(service_s, budget_s, admitted):
     clock = FakeClock()
-    gate = Admission("see", latency_budget_s=budget_s, max_in_flight=1000, min_in_flight=1, clock=clock)
+    gate = Admission("see", latency_budget_s=budget_s, max_in_flight=1000, min_in_flight=1, headroom=1.0,
+                     clock=clock)
     _served(gate, clock, 10, service_s)
     assert gate.service_s() == pytest.approx(service_s)
     held = []
@@ -120,8 +121,8 @@ def test_a_capability_that_stalls_looks_slower_the_longer_it_stalls():
 ])
 def test_a_slow_batched_capability_is_admitted_only_up_to_its_budget(size, run_s, budget_s, admitted):
     clock = FakeClock()
-    gate = Admission("read", latency_budget_s=budget_s, max_in_flight=16, min_in_flight=1, clock=clock,
-                     window_s=10)
+    gate = Admission("read", latency_budget_s=budget_s, max_in_flight=16, min_in_flight=1, max_batch=size,
+                     headroom=1.0, clock=clock, window_s=10)
     _batches(gate, clock, 10, size, run_s)
     held = []
     with pytest.raises(Overloaded, match="latency budget"):
@@ -147,17 +148,18 @@ def _admitted_until_refused(gate: Admission, limit: int = 16) -> int:
 
 
 @pytest.mark.parametrize(("fast_s", "slow", "admitted"), [
-    # read at 8 clients (batches of 3 in 7.5 s), then the refusals of 32 clients take its CPU: the
-    # next batch takes 15 s, 5 s a request, so (in flight + 3) x 5 s <= 20 s admits 2. The mean of
-    # the 16 kept completions (~3 s a request) admitted 4, whose answers would take 35 s.
-    (7.5, [15.0], 2),
-    (7.5, [15.0, 7.5], 2),  # one slow batch of the last two is enough to plan with
-    (7.5, [11.25], 3),  # 3.75 s a request: (n + 3) x 3.75 <= 20
+    # read at 8 clients (batches of 3 in 7.5 s), then the refusals of 32 clients take its CPU and a
+    # batch takes 15 s. Its last two batches (6 completions in 22.5 s) show 3.75 s a request, so
+    # (in flight + 3) x 3.75 s <= 20 s admits 3; the mean of the 16 kept completions admitted 4.
+    (7.5, [15.0], 3),
+    (7.5, [15.0, 7.5], 3),  # the slow batch is still one of the last two
+    (7.5, [11.25], 4),  # 3.125 s a request: (n + 3) x 3.125 <= 20 (the mean admitted 5)
     (7.5, [], 6),  # no slowdown: (n + 3) x 2.5 <= 20, as before
 ])
-def test_a_slowdown_is_planned_for_from_the_first_slow_batch(fast_s, slow, admitted):
+def test_a_slowdown_is_planned_for_from_the_last_batches(fast_s, slow, admitted):
     clock = FakeClock()
-    gate = Admission("read", latency_budget_s=20.0, max_in_flight=16, min_in_flight=1, clock=clock, window_s=10)
+    gate = Admission("read", latency_budget_s=20.0, max_in_flight=16, min_in_flight=1, max_batch=3, headroom=1.0,
+                     clock=clock, window_s=10)
     _batches(gate, clock, 8, 3, fast_s)
     for run_s in slow:
         _batches(gate, clock, 1, 3, run_s)
@@ -175,7 +177,8 @@ def test_a_slowdown_is_planned_for_from_the_first_slow_batch(fast_s, slow, admit
 ])
 def test_a_batch_running_past_its_time_slows_the_estimate_before_it_ends(running_s, admitted_after):
     clock = FakeClock()
-    gate = Admission("read", latency_budget_s=20.0, max_in_flight=16, min_in_flight=1, clock=clock, window_s=10)
+    gate = Admission("read", latency_budget_s=20.0, max_in_flight=16, min_in_flight=1, max_batch=3, headroom=1.0,
+                     clock=clock, window_s=10)
     _batches(gate, clock, 8, 3, 7.5)
     running = [gate.admit() for _ in range(3)]
     for cm in running:
@@ -186,6 +189,21 @@ def test_a_batch_running_past_its_time_slows_the_estimate_before_it_ends(running
     finally:
         for cm in running:
             cm.__exit__(None, None, None)
+
+
+@pytest.mark.parametrize(("budget_s", "headroom", "admitted"), [
+    # 2.5 s a request in batches of 3 (read): admitted while (in flight + 3) x 2.5 s <= budget / headroom
+    (20.0, 2.0, 2),  # the default: the expected wait planned at 10 s, room for read to run 2x slower
+    (20.0, 1.0, 6),  # without room: every admitted request expects 20 s, and half of them take longer
+    (40.0, 2.0, 6),
+    (60.0, 2.0, 10),
+])
+def test_the_expected_wait_is_planned_with_room_below_the_budget(budget_s, headroom, admitted):
+    clock = FakeClock()
+    gate = Admission("read", latency_budget_s=budget_s, max_in_flight=16, min_in_flight=1, max_batch=3,
+                     headroom=headroom, clock=clock, window_s=10)
+    _batches(gate, clock, 10, 3, 7.5)
+    assert _admitted_until_refused(gate) == admitted
 
 
 def test_a_timeout_is_counted_and_frees_the_slot():
