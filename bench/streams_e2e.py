@@ -11,6 +11,7 @@ cameras name a pinned version, so no alias is polled.
     .venv/bin/python bench/streams_e2e.py --sweep                         # find the knee
     .venv/bin/python bench/streams_e2e.py --sweep --oversubscribe 2       # and run at 2x the knee
     python bench/streams_e2e.py --device cuda --resize 1920x1080 --analysis-fps 10 --sweep
+    python bench/streams_e2e.py --device cuda --cameras 100 --processes 8   # 8 managers, 8 processes
 
 Per row: analysed frames/s (total, per camera mean and min), cameras at >= 95 % of their target,
 frames decoded / skipped (replaced in the source's slot before analysis) / dropped (by the
@@ -60,6 +61,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "default threads, no frame skipping, no rate governor): a baseline under the same load")
     p.add_argument("--decode-only", action="store_true",
                    help="only the cameras' FrameSources (decode, sample, convert), before vs now: CPU per camera")
+    p.add_argument("--processes", type=int, default=1,
+                   help="split the cameras over this many stream managers, each in a process of its own (as "
+                        "`streams.shards` places them on Ray actors), measured over the same window")
     p.add_argument("--json", type=Path, default=None)
     return p.parse_args(argv)
 
@@ -88,7 +92,7 @@ def camera_template() -> dict:
 
 
 class Bench:
-    def __init__(self, args, video: Path, work: Path) -> None:
+    def __init__(self, args, video: Path, work: Path, artifact: Path | None = None) -> None:
         from gpu.device import pick_device
         from models.detection import Detector, prepare_default
 
@@ -96,8 +100,9 @@ class Bench:
         self.device = pick_device(args.device)
         from hub.settings import get_settings
 
-        self.artifact = work / "artifact"
-        prepare_default(get_settings().shared_dir, self.artifact)
+        self.artifact = artifact or work / "artifact"
+        if artifact is None:  # a --processes child reuses its parent's
+            prepare_default(get_settings().shared_dir, self.artifact)
         self.detector_cls = Detector
         self.template = camera_template()
         self.options = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.option)}
@@ -109,11 +114,21 @@ class Bench:
         return detector, {"name": "yolov8n-coco", "version": "1", "alias": None}
 
     def run(self, n: int, legacy: bool = False) -> dict:
+        """One table row: N cameras in one stream manager, or spread over `--processes` managers in
+        processes of their own (what `streams.shards` does through Ray actors), measured together."""
+        procs = max(1, min(self.args.processes, n))
+        parts = [self.measure(n, legacy)] if procs == 1 else self._in_processes(n, legacy, procs)
+        out = summarise(n, self.args.analysis_fps, parts)
+        return out | {"config": "before" if legacy else "now", "processes": procs}
+
+    def measure(self, n: int, legacy: bool = False, *, first: int = 0, barrier=None) -> dict:
+        """Cameras `first`..`first + n - 1` in one StreamManagerCore of this process: warm up, wait at
+        `barrier` (the other processes' managers), then sample. Raw counters, merged by `summarise`."""
         import psutil
 
         from serving.streams import StreamManagerCore
 
-        data = Path(tempfile.mkdtemp(prefix=f"streams-{n}-", dir=self.work))
+        data = Path(tempfile.mkdtemp(prefix=f"streams-{first}-{n}-", dir=self.work))
         # A pinned version: the manager's alias following (a registry poll every few seconds) stays out.
         options = {"device": self.device, "persist_cameras": False, "file_roots": [str(self.video.parent)],
                    "model": "models:/yolov8n-coco/1",
@@ -122,12 +137,14 @@ class Bench:
         core = StreamManagerCore(options, detector_factory=self.factory, data_dir=data)
         proc = psutil.Process()
         try:
-            for c in range(n):
+            for c in range(first, first + n):
                 core.add_stream({**self.template, "camera_id": f"cam-{c:03d}", "url": str(self.video),
                                  "analysis_fps": self.args.analysis_fps, "webhooks": []})
             time.sleep(self.args.warmup_s)
+            if barrier is not None:
+                barrier.wait(timeout=600)
             before, cpu0, t0 = _by_camera(core.list_streams()), _cpu_s(proc), time.monotonic()
-            with GpuBusy() as gpu:
+            with GpuBusy(enabled=barrier is None) as gpu:
                 latencies = _sample_latencies(core, self.args.measure_s)
             after, cpu1, t1 = _by_camera(core.list_streams()), _cpu_s(proc), time.monotonic()
             status = core.status()
@@ -136,8 +153,40 @@ class Bench:
                 print(f"  camera errors: {sorted(set(errors))[:3]}", file=sys.stderr)
         finally:
             core.close()
-        out = summarise(n, self.args.analysis_fps, before, after, t1 - t0, cpu1 - cpu0, latencies, status)
-        return out | {"config": "before" if legacy else "now", "gpu_busy": gpu.result()}
+        return {"before": before, "after": after, "seconds": t1 - t0, "cpu_s": cpu1 - cpu0, "latencies": latencies,
+                "batchers": {f"{first}/{k}": v for k, v in status["batchers"].items()}, "gpu_busy": gpu.result()}
+
+    def _in_processes(self, n: int, legacy: bool, procs: int) -> list[dict]:
+        """`procs` spawned processes (CUDA needs spawn), cameras split evenly; all measure at once."""
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        barrier, results = ctx.Barrier(procs + 1), ctx.Queue()
+        shares = [n // procs + (i < n % procs) for i in range(procs)]
+        starts = [sum(shares[:i]) for i in range(procs)]
+        children = [ctx.Process(target=_child, args=(self.args, self.video, self.work, self.artifact, share, legacy,
+                                                     first, barrier, results), daemon=True)
+                    for share, first in zip(shares, starts, strict=True)]
+        for child in children:
+            child.start()
+        barrier.wait(timeout=600)
+        with GpuBusy() as gpu:
+            time.sleep(self.args.measure_s)
+        parts = [results.get(timeout=600) for _ in children]
+        for child in children:
+            child.join(60)
+        failed = [p["error"] for p in parts if "error" in p]
+        if failed:
+            raise RuntimeError(f"{len(failed)} of {procs} processes failed: {failed[0]}")
+        return [p | {"gpu_busy": gpu.result()} for p in parts]
+
+
+def _child(args, video: Path, work: Path, artifact: Path, n: int, legacy: bool, first: int, barrier, results) -> None:
+    try:
+        results.put(Bench(args, video, work, artifact).measure(n, legacy, first=first, barrier=barrier))
+    except Exception as exc:  # reported by the parent, which would otherwise wait for it
+        barrier.abort()
+        results.put({"error": f"{type(exc).__name__}: {exc}"})
 
 
 def decode_only(video: Path, n: int, fps: float, seconds: float, legacy: bool) -> dict:
@@ -180,6 +229,9 @@ class GpuBusy:
     """Mean GPU utilisation (%) while the block runs, sampled from `nvidia-smi` every 0.5 s in a
     thread (no NVML binding needed); "n/a" on a box without an NVIDIA GPU."""
 
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled  # off in a --processes child: the parent samples the whole GPU once
+
     def __enter__(self) -> GpuBusy:
         import shutil
         import threading
@@ -187,7 +239,7 @@ class GpuBusy:
         self._samples: list[float] = []
         self._stop = threading.Event()
         self._thread = None
-        if shutil.which("nvidia-smi"):
+        if self.enabled and shutil.which("nvidia-smi"):
             self._thread = threading.Thread(target=self._poll, daemon=True)
             self._thread.start()
         return self
@@ -235,24 +287,29 @@ def _sample_latencies(core, seconds: float) -> list[float]:
     return out
 
 
-def summarise(n: int, target: float, before: dict, after: dict, seconds: float, cpu_s: float,
-              latencies: list[float], status: dict) -> dict:
+def summarise(n: int, target: float, parts: list[dict]) -> dict:
+    """One row from the raw counters of one or more managers measured over the same window."""
+    before = {c: s for p in parts for c, s in p["before"].items()}
+    after = {c: s | {"seconds": p["seconds"]} for p in parts for c, s in p["after"].items()}
+
     def delta(key: str) -> np.ndarray:
         return np.array([after[c][key] - before[c][key] for c in after], dtype=float)
 
-    per_camera = delta("frames_analysed") / seconds
+    per_camera = delta("frames_analysed") / np.array([after[c]["seconds"] for c in after])
+    latencies = [v for p in parts for v in p["latencies"]]
     lat = np.array(latencies) if latencies else np.array([np.nan])
     states = sorted({s.get("state", "?") for s in after.values()} | {f"decoder {s.get('decoder', '?')}"
                                                                       for s in after.values()})
+    batchers = [b for p in parts for b in p["batchers"].values()]
     return {
-        "cameras": n, "target_fps": target, "seconds": round(seconds, 1),
+        "cameras": n, "target_fps": target, "seconds": round(max(p["seconds"] for p in parts), 1),
         "total_fps": float(per_camera.sum()), "mean_fps": float(per_camera.mean()), "min_fps": float(per_camera.min()),
         "holding": int((per_camera >= HOLD_FRACTION * target).sum()),
         "decoded": int(delta("frames_decoded").sum()), "skipped": int(delta("frames_skipped").sum()),
         "dropped": int(delta("frames_dropped").sum()),
         "p50_ms": float(np.nanpercentile(lat, 50)), "p99_ms": float(np.nanpercentile(lat, 99)),
-        "cpu_cores": cpu_s / seconds, "gpu_busy": "n/a", "states": states,
-        "mean_batch": round(np.mean([b["completed"] / max(b["batches"], 1) for b in status["batchers"].values()]), 1),
+        "cpu_cores": sum(p["cpu_s"] / p["seconds"] for p in parts), "gpu_busy": parts[0]["gpu_busy"],
+        "states": states, "mean_batch": round(np.mean([b["completed"] / max(b["batches"], 1) for b in batchers]), 1),
     }
 
 
@@ -263,7 +320,8 @@ HEADER = ("| config | cameras | analysed frames/s total | per camera mean / min 
 
 def row(r: dict) -> str:
     per_core = r["total_fps"] / r["cpu_cores"] if r["cpu_cores"] else float("nan")
-    return (f"| {r['config']} | {r['cameras']} | {r['total_fps']:.1f} | {r['mean_fps']:.2f} / {r['min_fps']:.2f} | "
+    config = r["config"] + (f" ({r['processes']} processes)" if r.get("processes", 1) > 1 else "")
+    return (f"| {config} | {r['cameras']} | {r['total_fps']:.1f} | {r['mean_fps']:.2f} / {r['min_fps']:.2f} | "
             f"{r['holding']}/{r['cameras']} | {r['decoded']} / {r['skipped']} / {r['dropped']} | "
             f"{r['p50_ms']:.0f} / {r['p99_ms']:.0f} ms | {r['cpu_cores']:.2f} | {per_core:.1f} | {r['gpu_busy']} | "
             f"{','.join(r['states'])} |")
