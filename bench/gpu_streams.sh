@@ -33,6 +33,10 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | 
 # The hardware decoder against FFmpeg's (skipped, and so useless, without a GPU).
 "$PY" -m pytest tests/pipelines/test_nvdec.py -q -rs -p no:cacheprovider | tee "$OUT/test_nvdec.txt"
 common=(--resize 1920x1080 --analysis-fps 10 --device cuda --warmup-s 10 --measure-s 20)
+# How much of the GIL the decode threads leave (the H200 run of 2026-11-30 found one process
+# Python-bound at ~12 cameras): FFmpeg ("before") against NVDEC ("now", auto on this box).
+"$PY" bench/streams_e2e.py --resize 1920x1080 --analysis-fps 10 --decode-only --cameras 16,100 --measure-s 10 \
+  --json "$OUT/decode_gil.json" | tee "$OUT/decode_gil.md"
 "$PY" bench/streams_e2e.py "${common[@]}" --sweep --max-cameras "$MAX" --oversubscribe 2 \
   --option decode='{"backend": "nvdec"}' --json "$OUT/nvdec.json" | tee "$OUT/nvdec.md"
 knee="$(sed -n 's/^knee: \([0-9]*\) cameras.*/\1/p' "$OUT/nvdec.md" | tail -1)"
