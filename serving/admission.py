@@ -111,8 +111,9 @@ class Admission:
         before them to the last, over their count), and of the batch running now: it has run so
         far, and holds at most `max_batch` requests. Counted in completions, not in groups of
         completions: the answers of one batch reach the ingress one by one, more than
-        `SAME_BATCH_S` apart when the box is busy, and a batch split that way looked like a batch
-        of 1 that took the whole batch's time (Retry-After 71 s for `read`)."""
+        `SAME_BATCH_S` apart when the box is busy, and a batch split that way looks like a batch
+        of 1 that took the whole batch's time (the likely cause of `read`'s Retry-After of up to
+        71 s when this estimate grouped completions)."""
         count = min(RECENT_BATCHES * self.max_batch, len(self._done) - 1)
         recent = (self._done[-1] - self._done[-1 - count]) / count if count > 0 else 0.0
         running = (self._busy_now() - self._done[-1]) / self.max_batch if self.in_flight and self._done else 0.0
