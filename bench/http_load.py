@@ -190,6 +190,7 @@ async def run_split_level(pool, procs: int, url: str, capability: str, body: Pay
 
 
 def metrics_text(url: str, headers: dict) -> str:
+    """The hub's /metrics ("" if it cannot be read); one read serves every parser at one moment."""
     try:
         return httpx.get(f"{url}/metrics", headers=headers, timeout=30).text
     except httpx.HTTPError:
@@ -228,13 +229,12 @@ _SAMPLE_RE = re.compile(r'^(ray_hub_batch(?:es_total|_items_total|_size_bucket))
 _LE_RE = re.compile(r'le="([^"]+)"')
 
 
-def batch_totals(url: str, headers: dict, capability: str) -> tuple[float, float] | None:
-    """(requests, batches) run so far. Exact from the hub_batch_items / hub_batches counters; for a
-    hub without them (older code), estimated from the histogram buckets at their upper bounds (exact
-    for batches of 1 and 2): Ray exports histogram sums as bucket midpoints, so _sum is wrong."""
-    try:
-        text = httpx.get(f"{url}/metrics", headers=headers, timeout=30).text
-    except httpx.HTTPError:
+def batch_totals(text: str, capability: str) -> tuple[float, float] | None:
+    """(requests, batches) run so far, from /metrics text (None without it). Exact from the
+    hub_batch_items / hub_batches counters; for a hub without them (older code), estimated from the
+    histogram buckets at their upper bounds (exact for batches of 1 and 2): Ray exports histogram
+    sums as bucket midpoints, so _sum is wrong."""
+    if not text:
         return None
     items = batches = 0.0
     buckets: dict[float, float] = {}
@@ -265,12 +265,8 @@ _STAGE_TAG = re.compile(r'stage="([^"]+)"')
 STAGES = ("body", "handle", "parse", "queue", "batch", "serialise")
 
 
-def stage_totals(url: str, headers: dict, capability: str) -> dict[str, tuple[float, float]]:
-    """stage -> (total ms, count) from the hub's stage metrics (empty for a hub without them)."""
-    try:
-        text = httpx.get(f"{url}/metrics", headers=headers, timeout=30).text
-    except httpx.HTTPError:
-        return {}
+def stage_totals(text: str, capability: str) -> dict[str, tuple[float, float]]:
+    """stage -> (total ms, count) from /metrics text's stage metrics (empty for a hub without them)."""
     out: dict[str, list[float]] = {}
     for kind, labels, value in _STAGE_RE.findall(text):
         stage = _STAGE_TAG.search(labels)
@@ -365,9 +361,9 @@ async def _measure(args, capability: str, url: str, headers: dict, pool) -> list
     # warm-up: the first requests load lazy parts (tokenisers, kernels); not measured
     await run_level(url, capability, body, 2, args.warmup_s, headers, args.client_timeout_s)
     for level in args.levels:
-        before = batch_totals(url, headers, capability)
-        stages_before = stage_totals(url, headers, capability)
-        refusals_before = refusal_hist.refusal_buckets(metrics_text(url, headers), capability)
+        text = metrics_text(url, headers)
+        before, stages_before = batch_totals(text, capability), stage_totals(text, capability)
+        refusals_before = refusal_hist.refusal_buckets(text, capability)
         cpu_before = proc_cpu.snapshot() if args.cpu else None
         profilers = proc_cpu.start_profilers(args.py_spy, PROFILED, args.duration_s, f"{capability}-c{level}") \
             if args.py_spy and level in args.py_spy_levels else []
@@ -386,8 +382,9 @@ async def _measure(args, capability: str, url: str, headers: dict, pool) -> list
             refusals_after = await settled_refusals(url, headers, capability)
             result.server_503 = {side: refusal_hist.describe(refusals_before[side], refusals_after[side])
                                  for side in ("ingress", "proxy")}
-        after = batch_totals(url, headers, capability)
-        result.stage_ms = stage_means(stages_before, stage_totals(url, headers, capability))
+        text = metrics_text(url, headers)
+        after = batch_totals(text, capability)
+        result.stage_ms = stage_means(stages_before, stage_totals(text, capability))
         if before and after and after[1] > before[1]:
             result.mean_batch = (after[0] - before[0]) / (after[1] - before[1])
         if level == 1:

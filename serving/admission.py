@@ -270,14 +270,18 @@ class RouteDeadline:
             await send({"type": "http.response.body", "body": body})
 
 
+def route_capability(path: str, capabilities) -> str | None:
+    """The capability whose route `path` is (`/v1/<name>...`), if `<name>` is among `capabilities`."""
+    parts = path.strip("/").split("/")
+    return parts[1] if len(parts) >= 2 and parts[0] == "v1" and parts[1] in capabilities else None
+
+
 def route_deadline(path: str, *, capabilities: dict[str, float], request_timeout_s: float) -> float | None:
     """Deadline of `path`: None for streams, the capability's timeout (+ grace) for its routes."""
     if path in STREAMING_PATHS:
         return None
-    parts = path.strip("/").split("/")
-    if len(parts) >= 2 and parts[0] == "v1" and parts[1] in capabilities:
-        return capabilities[parts[1]] + CAPABILITY_GRACE_S
-    return request_timeout_s
+    name = route_capability(path, capabilities)
+    return capabilities[name] + CAPABILITY_GRACE_S if name is not None else request_timeout_s
 
 
 def capability_slots(cap) -> int:
@@ -356,9 +360,9 @@ class AdmissionBoard:
 
     def refusal(self, path: str, ms: float) -> None:
         """A 503 answered on `path` after `ms` in the ingress (RouteDeadline's on_refused)."""
-        parts = path.strip("/").split("/")
-        if self.metrics is not None and len(parts) >= 2 and parts[0] == "v1" and parts[1] in self.gates:
-            self.metrics.refusal(parts[1], ms)
+        name = route_capability(path, self.gates)
+        if self.metrics is not None and name is not None:
+            self.metrics.refusal(name, ms)
 
     def stats(self) -> dict[str, dict]:
         return {name: gate.stats().to_dict() for name, gate in sorted(self.gates.items())}
