@@ -52,13 +52,42 @@ def test_admission_refuses_when_the_expected_wait_exceeds_the_budget(service_s, 
     assert gate.in_flight == 0 and gate.stats().refused == 1
 
 
-def test_without_a_measurement_admission_takes_the_floor_then_the_hard_limit_holds():
-    gate = Admission("see", latency_budget_s=1.0, max_in_flight=5, min_in_flight=3, clock=FakeClock())
-    held = [gate.admit() for _ in range(5)]
+@pytest.mark.parametrize(("floor", "hard_limit", "admitted", "why"), [
+    (3, 5, 3, "before any service time is measured"),  # an unknown wait is not a short one
+    (8, 5, 5, "5 requests in flight"),  # the hard limit holds over the floor
+    (0, 5, 1, "before any service time is measured"),  # nothing in flight: always one
+])
+def test_without_a_measurement_admission_takes_the_floor_and_no_more(floor, hard_limit, admitted, why):
+    gate = Admission("see", latency_budget_s=1.0, max_in_flight=hard_limit, min_in_flight=floor, clock=FakeClock())
+    held = []
+    with pytest.raises(Overloaded, match=why):
+        for _ in range(hard_limit + 1):
+            cm = gate.admit()
+            cm.__enter__()
+            held.append(cm)
+    assert len(held) == admitted
     for cm in held:
-        cm.__enter__()  # no completions yet: no estimate, so only the hard limit refuses
-    with pytest.raises(Overloaded, match="5 requests in flight"):
-        gate.check()
+        cm.__exit__(None, None, None)
+
+
+@pytest.mark.parametrize(("service_s", "admitted"), [
+    (1.0, 1),  # (1 ahead + its own) x 1 s > 3 s / 2: only the request with nothing ahead
+    (0.35, 4),  # (in flight + 1) x 0.35 s <= 1.5 s while in flight <= 3
+    (0.05, 16),  # fast enough that the budget admits past the floor (16 here) until the hard limit
+])
+def test_once_measured_the_budget_decides_below_the_floor_too(service_s, admitted):
+    """issue 11: `see` kept a floor of 16 admitted under a 400-client storm and took 7.8-12.6 s
+    against its 3 s budget; once a service time is known the floor no longer applies."""
+    clock = FakeClock()
+    gate = Admission("see", latency_budget_s=3.0, max_in_flight=16, min_in_flight=16, clock=clock)
+    _served(gate, clock, 8, service_s)
+    held = []
+    with pytest.raises(Overloaded):
+        for _ in range(17):
+            cm = gate.admit()
+            cm.__enter__()
+            held.append(cm)
+    assert len(held) == admitted
     for cm in held:
         cm.__exit__(None, None, None)
 

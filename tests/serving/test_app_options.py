@@ -53,7 +53,7 @@ def test_the_proxy_refuses_past_the_ingress_bound_with_503_and_retry_after():
     (1, {"max_batch_size": 16, "workers": 2}, 16),  # one batch per replica, not one per worker
     (2, {"max_batch_size": 8, "workers": 1}, 16),
 ])
-def test_admission_always_takes_one_full_batch_per_replica_and_the_budget_decides_beyond(replicas, batch, floor):
+def test_admission_takes_one_full_batch_per_replica_until_measured(replicas, batch, floor):
     gate = AdmissionBoard.from_config(_config(see={"num_replicas": replicas, "batch": batch})).gates["see"]
     assert gate.min_in_flight == floor
     assert gate.max_in_flight == 64 * replicas
