@@ -145,6 +145,23 @@ def test_batch_across_requests_matches_single_requests(asr):
     assert [r.text for r in batch] == singles
 
 
+@pytest.mark.parametrize("parts", [1, 3])  # one call; more parts than clips (the box's core count aside)
+def test_a_batch_cut_into_parts_per_core_keeps_each_request_its_own_text(asr, parts):
+    from concurrent.futures import ThreadPoolExecutor
+
+    wav = require_shared(*ENGLISH).read_bytes()
+    phone = mulaw_8k(wav)
+    singles = [listen(asr, wav).text, listen(asr, phone).text]
+    backend = asr.backend
+    kept = backend.parts, backend._pool
+    backend.parts, backend._pool = parts, ThreadPoolExecutor(parts) if parts > 1 else None
+    try:
+        batch = run_batch(asr, [ListenRequest(audio=phone), ListenRequest(audio=wav), ListenRequest(audio=phone)], INFO)
+    finally:
+        backend.parts, backend._pool = kept
+    assert [r.text for r in batch] == [singles[1], singles[0], singles[1]]
+
+
 def silence_wav(seconds: float) -> bytes:
     buf = io.BytesIO()
     sf.write(buf, np.zeros(int(seconds * 16000), dtype=np.float32), 16000, format="WAV")
