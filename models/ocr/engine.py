@@ -2,8 +2,8 @@
 own batching: detection per image, then direction classification and recognition of all lines
 of all images of a batch together, recognition padded to a few width buckets. On a CPU with more
 than one core, a batch of several images is cut into one part per core, each read at once on
-single-threaded sessions: ONNX Runtime's own threads left most of the second core to the Python
-between the calls (2 cores: 1.76 images/s one by one or batched, 2.2-2.4 in parts; issue 11).
+single-threaded sessions: with ONNX Runtime's own threads a batch took what its images took one
+by one (2 cores: 1.76 images/s one by one, 1.70 batched, 2.2-2.4 in parts; issue 11).
 
 >>> engine = PpOcrEngine(EngineConfig.from_artifact(artifact_dir), device="cpu")
 >>> pages = engine.read([rgb1, rgb2])          # list (per image) of list of OcrLine
