@@ -205,14 +205,19 @@ class Admission:
         if self.in_flight == 0:
             self._busy_since = self._clock()
         self.in_flight += 1
+        served = True
         try:
             yield
         except InferenceTimeout:
             self.timed_out += 1
+            # dropped from the queue unrun (or cut off): counting it as served would make the
+            # capability look faster by every 504, and admit more exactly when it is late
+            served = False
             raise
         finally:
             self.in_flight -= 1
-            self._done.append(self._busy_now())
+            if served:
+                self._done.append(self._busy_now())
             if self.in_flight == 0 and self._busy_since is not None:
                 self._busy_total_s += self._clock() - self._busy_since
                 self._busy_since = None

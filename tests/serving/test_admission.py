@@ -244,6 +244,18 @@ def test_a_timeout_is_counted_and_frees_the_slot():
         pass
 
 
+@pytest.mark.parametrize("timeouts", [0, 8, 30])
+def test_requests_that_time_out_do_not_count_as_served(timeouts):
+    clock = FakeClock()
+    gate = Admission("see", latency_budget_s=100.0, max_in_flight=1000, min_in_flight=1, clock=clock, window_s=100)
+    _served(gate, clock, 8, 1.0)
+    for _ in range(timeouts):  # 504s at once: dropped from the queue without running
+        with pytest.raises(InferenceTimeout), gate.admit():
+            raise InferenceTimeout("late")
+    assert gate.service_s() == pytest.approx(1.0)
+    assert gate.stats().timed_out == timeouts
+
+
 @pytest.mark.parametrize(("headers", "limit_s", "expected"), [
     ({}, 120.0, 120.0),
     ({"x-timeout-s": "2.5"}, 120.0, 2.5),
