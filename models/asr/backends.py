@@ -17,7 +17,6 @@ help either), while 2 parts on 2 workers served 1.8x the clips per second (issue
 
 from __future__ import annotations
 
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gpu.cores import usable_cores
 from hub.errors import HubError, InvalidInput, ModelLoadError
 
 SAMPLE_RATE_HZ = 16_000
@@ -109,7 +109,7 @@ class WhisperBackend:
         compute_type = options.compute_type
         if compute_type == "auto":
             compute_type = "int8" if kind == "cpu" else "float16"
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cores = usable_cores()
         # parts of a batch decoded at once (module doc); a GPU batches inside one call instead
         self.parts = cores if kind == "cpu" and options.cpu_threads == 0 and cores > 1 else 1
         try:

@@ -13,7 +13,6 @@ prediction `[B, 4 + nc, N]` (xywh in input pixels, class scores) on the same dev
 from __future__ import annotations
 
 import logging
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
@@ -21,6 +20,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from gpu.cores import usable_cores
 from gpu.device import compute_dtype, configure_cuda, is_cuda
 from gpu.onnx import onnx_providers
 from hub.errors import ModelLoadError
@@ -63,7 +63,7 @@ class OrtBackend:
         self.dtype = torch.float32
         self._input = self.session.get_inputs()[0].name
         self._outputs = [o.name for o in self.session.get_outputs()]
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cores = usable_cores()
         self._split = cores if device == "cpu" and threads is None and cores > 1 else 1
         self._single = self._session(ort, model_path, providers, 1) if self._split > 1 else None
         self._pool = ThreadPoolExecutor(self._split, thread_name_prefix="see-ort") if self._split > 1 else None

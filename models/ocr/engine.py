@@ -24,6 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from gpu.cores import usable_cores
 from gpu.onnx import CPU, onnx_providers
 from hub.errors import ModelLoadError
 from models.ocr.geometry import DbParams, crop_line, db_boxes, drop_tiny, reading_order
@@ -138,7 +139,7 @@ class PpOcrEngine:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = onnx_providers(device, "OCR")
         on_gpu = providers[0] != CPU
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cores = usable_cores()
         self._parts = cores if not on_gpu and threads is None and cores > 1 else 1
         # a batch of one keeps every core; parts share one single-threaded engine (sessions run concurrently)
         self._single = PpOcrEngine(config, device, threads=1) if self._parts > 1 else None
