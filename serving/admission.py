@@ -161,7 +161,10 @@ class Admission:
         all of which it waits for (a batch of 3 `read` images takes 3 x its per-request time; with
         only its own share counted, admitted `read` requests took 21-27 s against a 20 s budget)."""
         per = self.service_s()
-        return (self.in_flight + self.mean_batch()) * per if per is not None else 0.0
+        return self._wait_s(per) if per is not None else 0.0
+
+    def _wait_s(self, per_request_s: float) -> float:
+        return (self.in_flight + self.mean_batch()) * per_request_s
 
     def check(self) -> None:
         """Raise Overloaded when one more request would wait longer than the budget.
@@ -176,18 +179,19 @@ class Admission:
             self._refuse(f"{self.in_flight} requests in flight (the limit is {self.max_in_flight})")
         if self.in_flight == 0:
             return
-        if self.service_s() is None:
+        per = self.service_s()
+        if per is None:
             if self.in_flight < self.min_in_flight:
                 return
             self._refuse(f"{self.in_flight} requests in flight before any service time is measured")
-        wait = self.expected_wait_s()
+        wait = self._wait_s(per)
         if wait > self.planned_wait_s:
             self._refuse(f"expected wait {wait:.1f} s exceeds {self.planned_wait_s:.1f} s (the latency budget of "
-                         f"{self.latency_budget_s:.1f} s with room for a slowdown)")
+                         f"{self.latency_budget_s:.1f} s with room for a slowdown)", per)
 
-    def _refuse(self, why: str) -> None:
+    def _refuse(self, why: str, per_request_s: float | None = None) -> None:
         self.refused += 1
-        per = self.service_s() or 0.0
+        per = per_request_s if per_request_s is not None else (self.service_s() or 0.0)
         # by then the requests ahead that exceed the budget will have been served
         retry_s = max(1.0, (self.in_flight + 1) * per - self.planned_wait_s)
         raise Overloaded(f"{self.capability} is overloaded: {why}; retry later", retry_after_s=retry_s)
