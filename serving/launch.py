@@ -73,6 +73,51 @@ def bootstrap_for(config: ServingConfig, settings: HubSettings, store: MlflowSto
                      f"in {time.perf_counter() - started:.1f} s")
 
 
+def init_local_ray(**options) -> None:
+    """ray.init of a new local node; once more when the node missed Ray's registration window.
+
+    Ray gives a new raylet a fixed 30 s to register with its GCS (not configurable) and then raises,
+    leaving the processes it started running. On a busy machine (CI, a box restarting many services)
+    that window is missed now and then although the node would have come up, so the half-started
+    processes are stopped and the node is started once more; a second miss is reported with the
+    tail of the raylet's log, which says why.
+    """
+    import psutil
+    import ray
+
+    for attempt in (1, 2):
+        before = {p.pid for p in psutil.Process().children(recursive=True)}
+        try:
+            ray.init(**options)
+            return
+        except Exception as exc:
+            if "timed out during startup" not in str(exc):
+                raise
+            tail = _raylet_log_tail()
+            started = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+            for p in started:
+                p.terminate()
+            for p in psutil.wait_procs(started, timeout=10)[1]:
+                p.kill()
+            if attempt == 2:
+                raise RuntimeError(f"{exc} The raylet's log ends:\n{tail}") from exc
+            log.warning("Ray's node did not register within Ray's 30 s; its processes were stopped and it is "
+                        "started once more. The raylet's log ends:\n%s", tail)
+
+
+def _raylet_log_tail(lines: int = 20) -> str:
+    from ray._common.utils import get_default_ray_temp_dir
+
+    logs = Path(get_default_ray_temp_dir()) / "session_latest" / "logs"
+    text = []
+    for name in ("raylet.err", "raylet.out"):
+        try:
+            text += [f"[{name}] {line}" for line in (logs / name).read_text(errors="replace").splitlines()[-lines:]]
+        except OSError as exc:
+            text.append(f"[{name}] unreadable: {exc}")
+    return "\n".join(text)
+
+
 def start(config_path: Path, *, host: str | None = None, port: int | None = None, address: str | None = None,
           bootstrap: bool = True, step: Step = _log_step) -> ServingConfig:
     import ray
@@ -118,9 +163,10 @@ def start(config_path: Path, *, host: str | None = None, port: int | None = None
             from ray._raylet import Config
 
             Config.initialize("")
-        ray.init(num_cpus=config.ray.num_cpus, include_dashboard=config.ray.dashboard, dashboard_host="127.0.0.1",
-                 _node_ip_address="127.0.0.1", _metrics_export_port=config.ray.metrics_export_port,
-                 runtime_env=runtime_env, log_to_driver=False, _system_config=RAY_SYSTEM_CONFIG)
+        init_local_ray(num_cpus=config.ray.num_cpus, include_dashboard=config.ray.dashboard,
+                       dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1",
+                       _metrics_export_port=config.ray.metrics_export_port, runtime_env=runtime_env,
+                       log_to_driver=False, _system_config=RAY_SYSTEM_CONFIG)
     step(f"starting Serve on {config.http.host}:{config.http.port}")
     # serve.start applies the HTTP options; serve.run then finds that controller and logs
     # "Connecting to existing Serve app ... options will not be applied", which is about the
