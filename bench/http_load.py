@@ -26,264 +26,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
-import json
 import multiprocessing
-import os
-import re
-import socket
-import subprocess
 import sys
-import tempfile
-import time
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiohttp
-import httpx
-import proc_cpu  # bench/proc_cpu.py, beside this script
-import refusal_hist  # bench/refusal_hist.py
+import proc_cpu  # bench/proc_cpu.py and the modules below are beside this script
+import refusal_hist
+from hub_metrics import STAGES, batch_totals, metrics_text, settled_refusals, stage_means, stage_totals
+from hub_process import replica_rss_mib, start_floor_server, start_hub, stop_hub
+from load_client import (
+    LevelResult,
+    Payload,
+    one,
+    payload_for,
+    pct,
+    recovery_s,
+    run_level,
+    run_split_level,
+    session,
+)
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
 # processes `--py-spy` records: the hops of a request that are not the model
 PROFILED = ("Ray HTTP proxy", "ingress replica", "replica see", "replica read", "replica reason")
-REASON_TEXT = "小区门口的路灯坏了一个多月，晚上出行很不安全，希望尽快维修。"
-
-
-@dataclass(frozen=True)
-class Payload:
-    """One request body; raw file uploads go as bytes with their media type, the rest as JSON."""
-
-    content: bytes
-    content_type: str
-    query: dict = field(default_factory=dict)
-
-
-def payload_for(capability: str, input_path: Path | None) -> Payload:
-    defaults = {
-        "see": SHARED / "data/images/bus.jpg",
-        "read": SHARED / "data/ocr/rapid_ch_en_num.jpg",
-        "listen": SHARED / "data/speech/en-librispeech-1995-1837-0001.wav",
-    }
-    if capability in defaults:
-        path = input_path or defaults[capability]
-        media = "audio/wav" if path.suffix == ".wav" else "image/jpeg" if path.suffix == ".jpg" else "image/png"
-        return Payload(path.read_bytes(), media)
-    if capability == "reason":
-        return Payload(json.dumps({"text": REASON_TEXT, "cases_k": 0}).encode(), "application/json")
-    if capability == "speak":
-        return Payload(json.dumps({"text": "The bus arrives in five minutes."}).encode(), "application/json")
-    raise SystemExit(f"no default payload for {capability!r}")
-
-
-@dataclass
-class LevelResult:
-    concurrency: int
-    duration_s: float
-    ok_latencies_s: list[float] = field(default_factory=list)
-    refused_latencies_s: list[float] = field(default_factory=list)
-    statuses: Counter = field(default_factory=Counter)
-    retry_after: Counter = field(default_factory=Counter)
-    mean_batch: float | None = None
-    drain_s: float | None = None
-    stage_ms: dict = field(default_factory=dict)
-    cpu_s: dict = field(default_factory=dict)  # process role -> CPU seconds over the level (--cpu)
-    server_503: dict = field(default_factory=dict)  # "ingress"/"proxy" -> 503 latency as the server saw it
-
-    def merge(self, other: LevelResult) -> None:
-        """Add the answers of another process's share of the same level."""
-        self.ok_latencies_s += other.ok_latencies_s
-        self.refused_latencies_s += other.refused_latencies_s
-        self.statuses.update(other.statuses)
-        self.retry_after.update(other.retry_after)
-        self.duration_s = max(self.duration_s, other.duration_s)
-
-    @property
-    def ok_per_s(self) -> float:
-        return len(self.ok_latencies_s) / self.duration_s
-
-
-def pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
-def session(url: str, headers: dict, connections: int, timeout_s: float) -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(base_url=url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout_s),
-                                 connector=aiohttp.TCPConnector(limit=connections))
-
-
-async def one(client: aiohttp.ClientSession, path: str, body: Payload, result: LevelResult) -> float | None:
-    """Send one request and record its answer; returns the Retry-After of a 503 (seconds), else None."""
-    started = time.perf_counter()
-    retry_after_s = None
-    try:
-        async with client.post(path, data=body.content, params=body.query,
-                               headers={"content-type": body.content_type}) as reply:
-            await reply.read()
-            status = str(reply.status)
-            if reply.status == 503:
-                result.retry_after[reply.headers.get("retry-after", "-")] += 1
-                retry_after_s = float(reply.headers.get("retry-after", "0") or 0)
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        status = type(exc).__name__
-    elapsed = time.perf_counter() - started
-    result.statuses[status] += 1
-    if status == "200":
-        result.ok_latencies_s.append(elapsed)
-    elif status == "503":
-        result.refused_latencies_s.append(elapsed)
-    return retry_after_s
-
-
-async def run_level(url: str, capability: str, body: Payload, concurrency: int, duration_s: float,
-                    headers: dict, client_timeout_s: float, honour_retry_after: bool = False,
-                    start_at: float | None = None) -> LevelResult:
-    result = LevelResult(concurrency, duration_s)
-    if start_at is not None:  # time.time() at which every process of a split level begins
-        await asyncio.sleep(max(0.0, start_at - time.time()))
-    deadline = time.perf_counter() + duration_s
-
-    async with session(url, headers, concurrency + 8, client_timeout_s) as client:
-        async def worker() -> None:
-            while time.perf_counter() < deadline:
-                retry_after_s = await one(client, f"/v1/{capability}", body, result)
-                if honour_retry_after and retry_after_s is not None:
-                    # a client that does what the 503 asks: back again after Retry-After (or the level's end)
-                    await asyncio.sleep(max(0.0, min(retry_after_s, deadline - time.perf_counter())))
-                elif result.statuses.get("503") and result.refused_latencies_s[-1] < 0.05:
-                    await asyncio.sleep(0.05)  # a refused client backs off briefly, as Retry-After asks
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        # requests still in flight at the deadline count: the level lasted until the last answer
-        result.duration_s = time.perf_counter() - started
-    return result
-
-
-def _level_in_process(*args) -> LevelResult:
-    """One process's share of a split level (--procs), in a process of its own."""
-    return asyncio.run(run_level(*args))
-
-
-async def run_split_level(pool, procs: int, url: str, capability: str, body: Payload, concurrency: int,
-                          duration_s: float, headers: dict, client_timeout_s: float,
-                          honour_retry_after: bool) -> LevelResult:
-    """`concurrency` clients spread over `procs` processes (each its own event loop and connection
-    pool), all starting at the same moment; their answers merged into one result."""
-    if procs <= 1 or concurrency < procs:
-        return await run_level(url, capability, body, concurrency, duration_s, headers, client_timeout_s,
-                               honour_retry_after)
-    loop = asyncio.get_running_loop()
-    start_at = time.time() + 1.0
-    shares = [concurrency // procs + (1 if i < concurrency % procs else 0) for i in range(procs)]
-    parts = await asyncio.gather(*(loop.run_in_executor(
-        pool, _level_in_process, url, capability, body, share, duration_s, headers, client_timeout_s,
-        honour_retry_after, start_at) for share in shares))
-    result = LevelResult(concurrency, 0.0)
-    for part in parts:
-        result.merge(part)
-    return result
-
-
-def metrics_text(url: str, headers: dict) -> str:
-    """The hub's /metrics ("" if it cannot be read); one read serves every parser at one moment."""
-    try:
-        return httpx.get(f"{url}/metrics", headers=headers, timeout=30).text
-    except httpx.HTTPError:
-        return ""
-
-
-async def settled_refusals(url: str, headers: dict, capability: str, limit_s: float = 15.0) -> dict:
-    """The 503 histograms once Ray has exported the level's last ones (the replicas push their
-    metrics every few seconds): read until two reads 2 s apart agree."""
-    previous = None
-    waited_s = 0.0
-    while True:
-        now = refusal_hist.refusal_buckets(await asyncio.to_thread(metrics_text, url, headers), capability)
-        if now == previous or waited_s >= limit_s:
-            return now
-        previous = now
-        await asyncio.sleep(2.0)
-        waited_s += 2.0
-
-
-async def recovery_s(url: str, capability: str, body: Payload, headers: dict, normal_s: float,
-                     limit_s: float = 120.0) -> float | None:
-    """Seconds after a burst until one request is answered OK within 2x the quiet p50."""
-    started = time.perf_counter()
-    async with session(url, headers, 4, limit_s) as client:
-        while time.perf_counter() - started < limit_s:
-            probe = LevelResult(1, 1)
-            await one(client, f"/v1/{capability}", body, probe)
-            if probe.ok_latencies_s and probe.ok_latencies_s[0] <= 2 * normal_s:
-                return time.perf_counter() - started
-            await asyncio.sleep(0.1)
-    return None
-
-
-_SAMPLE_RE = re.compile(r'^(ray_hub_batch(?:es_total|_items_total|_size_bucket))\{([^}]*)\}\s+([0-9.eE+-]+)', re.M)
-_LE_RE = re.compile(r'le="([^"]+)"')
-
-
-def batch_totals(text: str, capability: str) -> tuple[float, float] | None:
-    """(requests, batches) run so far, from /metrics text (None without it). Exact from the
-    hub_batch_items / hub_batches counters; for a hub without them (older code), estimated from the
-    histogram buckets at their upper bounds (exact for batches of 1 and 2): Ray exports histogram
-    sums as bucket midpoints, so _sum is wrong."""
-    if not text:
-        return None
-    items = batches = 0.0
-    buckets: dict[float, float] = {}
-    for name, labels, value in _SAMPLE_RE.findall(text):
-        if f'capability="{capability}"' not in labels:
-            continue
-        if name == "ray_hub_batch_items_total":
-            items += float(value)
-        elif name == "ray_hub_batches_total":
-            batches += float(value)
-        else:
-            le = _LE_RE.search(labels)
-            bound = float(le.group(1)) if le else float("inf")
-            buckets[bound] = buckets.get(bound, 0.0) + float(value)
-    if batches:
-        return items, batches
-    cumulative = sorted(buckets.items())
-    previous = 0.0
-    for bound, count in cumulative:
-        if bound != float("inf"):
-            items += (count - previous) * bound
-        previous = count
-    return items, previous
-
-
-_STAGE_RE = re.compile(r'^ray_hub_stage_(time_ms_total|ms_count)\{([^}]*)\}\s+([0-9.eE+-]+)', re.M)
-_STAGE_TAG = re.compile(r'stage="([^"]+)"')
-STAGES = ("body", "handle", "parse", "queue", "batch", "serialise")
-
-
-def stage_totals(text: str, capability: str) -> dict[str, tuple[float, float]]:
-    """stage -> (total ms, count) from /metrics text's stage metrics (empty for a hub without them)."""
-    out: dict[str, list[float]] = {}
-    for kind, labels, value in _STAGE_RE.findall(text):
-        stage = _STAGE_TAG.search(labels)
-        if f'capability="{capability}"' not in labels or not stage:
-            continue
-        slot = out.setdefault(stage.group(1), [0.0, 0.0])
-        slot[0 if kind == "time_ms_total" else 1] += float(value)
-    return {k: (v[0], v[1]) for k, v in out.items()}
-
-
-def stage_means(before: dict, after: dict) -> dict[str, float]:
-    means = {}
-    for stage, (total, count) in after.items():
-        total0, count0 = before.get(stage, (0.0, 0.0))
-        if count > count0:
-            means[stage] = (total - total0) / (count - count0)
-    return means
 
 
 def fmt_s(value: float | None) -> str:
@@ -413,20 +178,6 @@ def huge_jpeg(megapixels: float) -> bytes:
     return buf.getvalue()
 
 
-def replica_rss_mib(url: str, headers: dict, capability: str) -> float | None:
-    """RSS of the capability's replica process on this machine (Ray titles it ServeReplica:...)."""
-    import psutil
-
-    title = f"ServeReplica:hub:capability-{capability}"
-    for proc in psutil.process_iter(["cmdline"]):
-        try:
-            if title in " ".join(proc.info["cmdline"] or ()):
-                return proc.memory_info().rss / 2**20
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return None
-
-
 async def memory_run(url: str, headers: dict, capability: str, count: int, megapixels: float) -> None:
     """RSS of the capability's replica before, during (peak) and after `count` huge images at once."""
     body = Payload(huge_jpeg(megapixels), "image/jpeg")
@@ -453,84 +204,6 @@ async def memory_run(url: str, headers: dict, capability: str, count: int, megap
     answers = ", ".join(f"{n} × {s}" for s, n in sorted(result.statuses.items()))
     print(f"| {before:.0f} MiB | {peak:.0f} MiB | {after:.0f} MiB | {answers} |")
     sys.stdout.flush()
-
-
-async def _refuse_everything(scope, receive, send) -> None:
-    """ASGI app of `--floor`: reads the body, answers 503 + Retry-After at once."""
-    if scope["type"] != "http":
-        return
-    more = True
-    while more:
-        more = (await receive()).get("more_body", False)
-    await send({"type": "http.response.start", "status": 503,
-                "headers": [(b"retry-after", b"2"), (b"content-length", b"2")]})
-    await send({"type": "http.response.body", "body": b"{}"})
-
-
-def start_floor_server() -> tuple[multiprocessing.Process, str]:
-    """A uvicorn server (what Ray's proxy runs on) that refuses every request at once: the 503
-    latency this client and machine give without any hub work."""
-    import uvicorn
-
-    port = free_port()
-    config = uvicorn.Config(_refuse_everything, host="127.0.0.1", port=port, log_level="error", backlog=4096)
-    proc = multiprocessing.Process(target=uvicorn.Server(config).run, daemon=True)
-    proc.start()
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            httpx.get(url, timeout=1)
-            return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise SystemExit("the floor server did not start")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_hub(args) -> tuple[subprocess.Popen, str, Path]:
-    """`hub serve` with the repo's serving config, on a free port, under a temporary HUB_HOME."""
-    home = Path(args.home or tempfile.mkdtemp(prefix="hub-load-"))
-    home.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
-    # PYTHONPATH first: `--repo` may be another checkout (e.g. a worktree of the old commit) run
-    # with this checkout's virtual environment
-    env.update(HUB_HOME=str(home), HUB_SHARED_DIR=str(SHARED), PYTHONPATH=str(args.repo))
-    config = Path(args.config or (args.repo / "configs/serving.yaml"))
-    log = open(home / "serve.log", "w")  # noqa: SIM115 - lives as long as the server
-    cmd = [sys.executable, "-m", "cli.main", "serve", "--config", str(config), "--port", str(port)]
-    proc = subprocess.Popen(cmd, cwd=args.repo, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + args.start_timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"hub serve exited with {proc.returncode}; see {home / 'serve.log'}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
-                return proc, url, home
-        except httpx.HTTPError:
-            pass
-        time.sleep(1.0)
-    stop_hub(proc)
-    raise SystemExit(f"hub not ready after {args.start_timeout_s} s; see {home / 'serve.log'}")
-
-
-def stop_hub(proc: subprocess.Popen) -> None:
-    import signal
-
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGINT)  # `hub serve` shuts Ray down on SIGINT
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -581,7 +254,7 @@ def main(argv: list[str] | None = None) -> None:
             floor.terminate()
         return
     if args.serve:
-        proc, url, home = start_hub(args)
+        proc, url, home = start_hub(args.repo, args.config, args.home, args.start_timeout_s)
         print(f"# hub at {url}, HUB_HOME={home}", file=sys.stderr)
     try:
         for capability in args.capability:
