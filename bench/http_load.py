@@ -94,6 +94,10 @@ def print_table(capability: str, results: list[LevelResult], label: str) -> None
         gains = ", ".join(f"{r.concurrency} vs 1: {r.ok_per_s / base.ok_per_s:.2f}×" for r in results
                           if r.concurrency != 1)
         print(f"\nbatching gain ({capability}, OK req/s, same run): {gains}")
+        refused = [r.concurrency for r in results if r.statuses.get("503")]
+        if refused:
+            # refused clients ask again (after 50 ms, or Retry-After) and take CPU from the admitted ones
+            print(f"(levels {refused} were refused in part: their rate measures admission as well as batching)")
     sys.stdout.flush()
 
 
