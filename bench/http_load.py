@@ -185,14 +185,14 @@ def huge_jpeg(megapixels: float) -> bytes:
 async def memory_run(url: str, headers: dict, capability: str, count: int, megapixels: float) -> None:
     """RSS of the capability's replica before, during (peak) and after `count` huge images at once."""
     body = Payload(huge_jpeg(megapixels), "image/jpeg")
-    before = replica_rss_mib(url, headers, capability)
+    before = replica_rss_mib(capability)
     result = LevelResult(count, 1)
     peak = before or 0.0
 
     async def sample() -> None:
         nonlocal peak
         while True:
-            rss = await asyncio.to_thread(replica_rss_mib, url, headers, capability)
+            rss = await asyncio.to_thread(replica_rss_mib, capability)
             peak = max(peak, rss or 0.0)
             await asyncio.sleep(0.5)
 
@@ -201,7 +201,7 @@ async def memory_run(url: str, headers: dict, capability: str, count: int, megap
         await asyncio.gather(*(one(client, f"/v1/{capability}", body, result) for _ in range(count)))
     sampler.cancel()
     await asyncio.sleep(5.0)
-    after = replica_rss_mib(url, headers, capability)
+    after = replica_rss_mib(capability)
     print(f"\n### {capability}: {count} concurrent {megapixels:.0f} MP JPEGs ({len(body.content) / 2**20:.1f} MiB each)\n")
     print("| replica RSS before | peak during | 5 s after | answers |")
     print("|---|---|---|---|")

@@ -97,7 +97,7 @@ def stop_hub(proc: subprocess.Popen) -> None:
             proc.wait(10)
 
 
-def replica_rss_mib(url: str, headers: dict, capability: str) -> float | None:
+def replica_rss_mib(capability: str) -> float | None:
     """RSS of the capability's replica process on this machine (Ray titles it ServeReplica:...)."""
     import psutil
 
