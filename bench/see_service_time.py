@@ -38,13 +38,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--max-batch-size", type=int, default=16, help="the replica's batch.max_batch_size")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--image", type=Path, default=REPO.parent / "shared/data/images/bus.jpg")
+    parser.add_argument("--image", type=Path, default=None, help="default: <shared>/data/images/bus.jpg")
     parser.add_argument("--shared", type=Path, default=REPO.parent / "shared")
     args = parser.parse_args(argv)
 
     detector = Detector()
     detector.load(_default_artifact(args.shared), "cpu")
-    image = args.image.read_bytes()
+    image = (args.image or args.shared / "data/images/bus.jpg").read_bytes()
 
     def answer(n: int, per_call: int) -> None:
         for start in range(0, n, per_call):
